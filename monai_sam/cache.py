@@ -1,0 +1,87 @@
+"""Embedding cache: a frozen encoder maps the same preprocessed image to the same embedding.
+
+Keys are a SHA-1 of the backbone fingerprint (name + weights), the requested feature layers and the
+exact bytes of the preprocessed image, so a different backbone, different weights or a different
+preprocessing can never return a stale entry. Entries live in memory and, optionally, in a folder
+(one ``.pt`` file each, written atomically), so a second process or a second run reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+__all__ = ["EmbeddingCache"]
+
+
+class EmbeddingCache:
+    """Memory (+ optional disk) store of encoder outputs, keyed by image content.
+
+    Args:
+        cache_dir: folder for ``<key>.pt`` files; ``None`` keeps entries in memory only.
+        max_items: memory entries kept (least recently used dropped first); disk is unbounded.
+
+    Each entry is a tuple of CPU tensors ``(embedding (C, h, w), *features)`` for one image.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, max_items: int = 4096) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.max_items = max_items
+        self._memory: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(fingerprint: str, image: torch.Tensor, feature_layers: tuple[int, ...] = ()) -> str:
+        """Key of one preprocessed image ``(3, S, S)``."""
+        digest = hashlib.sha1(fingerprint.encode())
+        digest.update(repr(tuple(feature_layers)).encode())
+        digest.update(str(tuple(image.shape)).encode())
+        digest.update(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> tuple[torch.Tensor, ...] | None:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            self.hits += 1
+            return self._memory[key]
+        if self.cache_dir is not None:
+            path = self.cache_dir / f"{key}.pt"
+            if path.exists():
+                try:
+                    entry = tuple(torch.load(path, map_location="cpu", weights_only=True))
+                except Exception:  # a truncated file from a killed run: recompute it
+                    path.unlink(missing_ok=True)
+                else:
+                    self._remember(key, entry)
+                    self.hits += 1
+                    return entry
+        self.misses += 1
+        return None
+
+    def put(self, key: str, entry: tuple[torch.Tensor, ...]) -> None:
+        entry = tuple(t.detach().to("cpu").contiguous() for t in entry)
+        self._remember(key, entry)
+        if self.cache_dir is not None:
+            path = self.cache_dir / f"{key}.pt"
+            if not path.exists():
+                fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+                os.close(fd)
+                torch.save(list(entry), tmp)
+                os.replace(tmp, path)
+
+    def _remember(self, key: str, entry: tuple[torch.Tensor, ...]) -> None:
+        self._memory[key] = entry
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_items:
+            self._memory.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)

@@ -1,0 +1,7 @@
+"""Ignite/MONAI engines, handlers and writers shared by the bundles."""
+
+from monai_sam.engines.evaluation import build_evaluator, postprocessing, prepare_image_batch
+from monai_sam.engines.metrics_handler import PerImageMetrics
+from monai_sam.engines.writers import SaveMaskd, output_stem
+
+__all__ = ["PerImageMetrics", "SaveMaskd", "build_evaluator", "output_stem", "postprocessing", "prepare_image_batch"]
