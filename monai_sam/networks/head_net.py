@@ -9,7 +9,12 @@ import torch.nn as nn
 
 from monai_sam.backbones import FrozenSam, Letterbox
 
-__all__ = ["HeadOnFrozenSam", "letterboxes_of"]
+__all__ = ["HeadOnFrozenSam", "as_plain_tensor", "letterboxes_of"]
+
+
+def as_plain_tensor(images: torch.Tensor) -> torch.Tensor:
+    """A MONAI ``MetaTensor`` as a plain tensor (same storage), anything else unchanged."""
+    return images.as_tensor() if hasattr(images, "as_tensor") else images
 
 
 def letterboxes_of(images: torch.Tensor, input_size: int) -> list[Letterbox]:

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
-from monai_sam.networks import HeadOnFrozenSam, letterboxes_of
+from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of
 from monai_sam.prompts import clean_mask, mask_prompts
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
@@ -58,16 +58,17 @@ class SelfPromptNet(HeadOnFrozenSam):
         embedding = self.backbone.encode(images) if embedding is None else embedding
         if self.features == "embedding":
             return embedding
-        pooled = F.adaptive_avg_pool2d(
-            images.as_tensor() if hasattr(images, "as_tensor") else images, embedding.shape[-2:]
-        )
+        pooled = F.adaptive_avg_pool2d(as_plain_tensor(images), embedding.shape[-2:])
         return torch.cat([embedding, pooled.to(embedding)], dim=1)
 
-    def coarse_logits(self, images: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def coarse_logits(
+        self, images: torch.Tensor, embedding: torch.Tensor | None = None, frames: list | None = None
+    ) -> torch.Tensor:
         """Coarse logits ``(B, 1, S, S)`` in the input frame, very negative in the letterbox padding."""
+        frames = frames or letterboxes_of(images, self.backbone.input_size)
         logits = self.classifier(self.pixel_features(images, embedding))
         logits = F.interpolate(logits, size=(self.backbone.input_size,) * 2, mode="bilinear", align_corners=False)
-        valid = torch.stack([frame.valid_region() for frame in letterboxes_of(images, self.backbone.input_size)])
+        valid = torch.stack([frame.valid_region() for frame in frames])
         return logits.masked_fill(~valid[:, None].to(logits.device), -1e4)
 
     def coarse_to_prompt_masks(self, coarse: torch.Tensor) -> torch.Tensor:
@@ -82,8 +83,10 @@ class SelfPromptNet(HeadOnFrozenSam):
         return torch.stack(out).to(coarse.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        frames = letterboxes_of(images, self.backbone.input_size)
+        images = as_plain_tensor(images)  # MetaTensor bookkeeping costs time on every op
         embedding = self.backbone.encode(images)
-        coarse = self.coarse_logits(images, embedding)
+        coarse = self.coarse_logits(images, embedding, frames)
         if self.prompt == "coarse":
             return coarse
         prompt_masks = self.coarse_to_prompt_masks(coarse)

@@ -1,0 +1,44 @@
+"""Metrics count empty predictions; prompts come from the right pixels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from monai_sam.metrics import per_image_metrics, summarise
+from monai_sam.prompts import clean_mask, mask_prompts, mask_to_box, mask_to_point
+
+
+def test_empty_prediction_scores_zero_and_is_kept():
+    label = torch.zeros(1, 10, 10)
+    label[:, 2:6, 2:6] = 1
+    empty = per_image_metrics(torch.zeros(1, 10, 10), label)
+    assert empty["dice"] == 0.0 and empty["iou"] == 0.0 and math.isnan(empty["hd95"])
+    perfect = per_image_metrics(label.clone(), label)
+    assert perfect["dice"] == 1.0 and perfect["hd95"] == 0.0
+    summary = summarise([empty, perfect])
+    assert summary["n"] == 2 and summary["dice_mean"] == 0.5 and summary["hd95_undefined"] == 1
+
+
+def test_half_overlap_dice():
+    label = torch.zeros(1, 4, 4)
+    label[:, :, :2] = 1
+    pred = torch.zeros(1, 4, 4)
+    pred[:, :, 1:3] = 1
+    assert per_image_metrics(pred, label, hd95=False)["dice"] == 0.5
+
+
+def test_box_point_and_clean_up():
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:25] = True
+    mask[0, 0] = True  # speck removed by the clean-up
+    cleaned = clean_mask(mask)
+    assert not cleaned[0, 0] and cleaned[10, 15]
+    assert mask_to_box(cleaned).tolist() == [10, 5, 24, 14]
+    x, y = mask_to_point(cleaned)
+    assert 14 <= x <= 20 and 8 <= y <= 11
+    points, boxes = mask_prompts(torch.as_tensor(cleaned)[None], "box+point")
+    assert boxes.shape == (1, 4) and points[0].shape == (1, 1, 2) and points[1].tolist() == [[1]]
+    assert mask_to_box(np.zeros((3, 3), bool)) is None
