@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -57,7 +58,8 @@ class EmbeddingCache:
             if path.exists():
                 try:
                     entry = tuple(torch.load(path, map_location="cpu", weights_only=True))
-                except Exception:  # a truncated file from a killed run: recompute it
+                except Exception as error:  # e.g. a truncated file from a killed run: recompute it
+                    warnings.warn(f"unreadable cache entry {path} ({error}); recomputing it", stacklevel=2)
                     path.unlink(missing_ok=True)
                 else:
                     self._remember(key, entry)
@@ -67,7 +69,9 @@ class EmbeddingCache:
         return None
 
     def put(self, key: str, entry: tuple[torch.Tensor, ...]) -> None:
-        entry = tuple(t.detach().to("cpu").contiguous() for t in entry)
+        # plain tensors (not MONAI MetaTensors) so that weights_only loading accepts them; clone so
+        # that an entry does not pin the storage of the whole batch it was cut from
+        entry = tuple(torch.as_tensor(t).detach().to("cpu").as_subclass(torch.Tensor).clone() for t in entry)
         self._remember(key, entry)
         if self.cache_dir is not None:
             path = self.cache_dir / f"{key}.pt"

@@ -115,3 +115,18 @@ def test_lite_medsam_real_weights(lite_medsam):
     assert lite_medsam.normalization == "minmax"
     assert all(not p.requires_grad for p in lite_medsam.parameters())
     assert lite_medsam.feature_channels() == [160, 320, 320]
+
+
+def test_disk_cache_of_metatensor_batches_reloads_safely(tiny_backbone, tmp_path):
+    """Batches from MONAI loaders are MetaTensors: their cache entries must load with weights_only."""
+    from monai.data import MetaTensor
+
+    from monai_sam.cache import EmbeddingCache
+
+    tiny_backbone.set_cache(EmbeddingCache(tmp_path))
+    images = MetaTensor(torch.rand(2, 3, 64, 64), meta={"filename_or_obj": "x.png"})
+    first = tiny_backbone.encode(images)
+    fresh = EmbeddingCache(tmp_path)
+    tiny_backbone.set_cache(fresh)
+    assert torch.equal(tiny_backbone.encode(images), first)
+    assert fresh.hits == 2 and fresh.misses == 0

@@ -133,6 +133,7 @@ class FrozenSam(nn.Module):
         layers = tuple(feature_layers if feature_layers is not None else self.feature_layers)
         layers = layers if return_features else ()
         images = torch.as_tensor(images)
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images  # MetaTensor -> plain tensor
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (self.input_size,) * 2:
             raise ValueError(
                 f"{self.name} expects preprocessed images of shape (B, 3, {self.input_size}, {self.input_size}), "

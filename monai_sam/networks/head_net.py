@@ -9,12 +9,22 @@ import torch.nn as nn
 
 from monai_sam.backbones import FrozenSam, Letterbox
 
-__all__ = ["HeadOnFrozenSam", "as_plain_tensor", "letterboxes_of"]
+__all__ = ["HeadOnFrozenSam", "as_plain_tensor", "letterboxes_of", "with_meta_of"]
 
 
 def as_plain_tensor(images: torch.Tensor) -> torch.Tensor:
     """A MONAI ``MetaTensor`` as a plain tensor (same storage), anything else unchanged."""
     return images.as_tensor() if hasattr(images, "as_tensor") else images
+
+
+def with_meta_of(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Give a network's output the input batch's MONAI meta (as torch ops on a MetaTensor would), so that
+    ``Invertd`` can undo the preprocessing on it. Plain-tensor inputs give plain-tensor outputs."""
+    if not hasattr(images, "applied_operations"):
+        return output
+    from monai.data import MetaTensor
+
+    return MetaTensor(output, meta=images.meta, applied_operations=images.applied_operations)
 
 
 def letterboxes_of(images: torch.Tensor, input_size: int) -> list[Letterbox]:

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
-from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of
+from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
 from monai_sam.prompts import clean_mask, mask_prompts
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
@@ -83,8 +83,12 @@ class SelfPromptNet(HeadOnFrozenSam):
         return torch.stack(out).to(coarse.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        frames = letterboxes_of(images, self.backbone.input_size)
-        images = as_plain_tensor(images)  # MetaTensor bookkeeping costs time on every op
+        return with_meta_of(
+            self._logits(as_plain_tensor(images), letterboxes_of(images, self.backbone.input_size)), images
+        )
+
+    def _logits(self, images: torch.Tensor, frames: list) -> torch.Tensor:
+        """Plain-tensor forward (MetaTensor bookkeeping would cost time on every op)."""
         embedding = self.backbone.encode(images)
         coarse = self.coarse_logits(images, embedding, frames)
         if self.prompt == "coarse":

@@ -1,0 +1,83 @@
+"""Speed of the self-prompting bundle, printed as figures (not a timed test).
+
+1. Inference over a folder (load, preprocess, encode, prompt, decode, map back, write masks and
+   overlays, score) against the pure encoder time on the same preprocessed images. Target <= 1.25x.
+2. A k-shot cross-validation run twice over the same images in one process: the second pass reuses
+   the embedding cache. Target: >= 20x faster.
+
+    python scripts/benchmark_self_prompt.py --dataset_dir ../shared/data/polyp/CVC-ClinicDB --limit 40
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import fire
+import torch
+from monai.data import DataLoader, Dataset
+
+from monai_sam.backbones import build_backbone
+from monai_sam.cache import EmbeddingCache
+from monai_sam.data import load_and_preprocess, make_datalist
+from monai_sam.engines import build_evaluator
+from monai_sam.selfprompt import SelfPromptNet, cross_validate, fit_pixel_classifier
+
+
+def _subset_folder(items: list[dict], folder: str) -> str:
+    """A datalist JSON holding the first items (so the bundle functions see exactly them)."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "datalist.json"
+    path.write_text(json.dumps({"data": items}))
+    return str(path)
+
+
+def main(dataset_dir: str, backbone: str = "lite_medsam", limit: int = 40, threads: int = 2) -> dict:
+    torch.set_num_threads(threads)
+    items = make_datalist(dataset_dir)[:limit]
+    net = build_backbone(backbone, cache=False)
+    preprocessing = load_and_preprocess(net)
+    batches = [batch["image"] for batch in DataLoader(Dataset(items, preprocessing), batch_size=1)]
+
+    start = time.perf_counter()
+    for image in batches:
+        net.encode_uncached(image.as_tensor())
+    encoder_s = time.perf_counter() - start
+
+    network = SelfPromptNet(net.set_cache(EmbeddingCache()), prompt="box")
+    fit_pixel_classifier(network, items[:10], preprocessing)
+    network.backbone.set_cache(EmbeddingCache())  # inference starts cold, as a user's would
+    with tempfile.TemporaryDirectory() as out:
+        evaluator = build_evaluator(network, items, output_dir=out, progress=False)
+        start = time.perf_counter()
+        evaluator.run()
+        inference_s = time.perf_counter() - start
+
+    network.backbone.set_cache(EmbeddingCache())
+    with tempfile.TemporaryDirectory() as out:
+        datalist = _subset_folder(items, out)
+        start = time.perf_counter()
+        cross_validate(network, datalist, out, num_shots=[5], seeds=[0], prompts=["box"], n_folds=5)
+        first_s = time.perf_counter() - start
+        start = time.perf_counter()
+        cross_validate(network, datalist, out, num_shots=[5], seeds=[0], prompts=["box"], n_folds=5)
+        second_s = time.perf_counter() - start
+
+    figures = {
+        "images": len(items),
+        "encoder_s_per_image": encoder_s / len(items),
+        "inference_s_per_image": inference_s / len(items),
+        "inference_over_encoder": inference_s / encoder_s,
+        "cv_first_pass_s": first_s,
+        "cv_second_pass_s": second_s,
+        "cv_speedup": first_s / second_s,
+    }
+    for key, value in figures.items():
+        print(f"{key:>24}: {value:.3f}" if isinstance(value, float) else f"{key:>24}: {value}")
+    return figures
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
