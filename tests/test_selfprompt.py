@@ -121,3 +121,28 @@ def test_bundle_train_inference_evaluate_on_tiny_backbone(tmp_path, sample_polyp
     summary = json.loads((cv / "cv_summary.json").read_text())
     assert set(summary) == {"k=2 prompt=box", "k=2 prompt=coarse"}
     assert all(s["folds"] == 3 and 0 <= s["dice_mean"] <= 1 for s in summary.values())
+
+
+def test_checkpoint_write_is_atomic_and_loads_strictly(tiny_backbone, tmp_path):
+    from monai_sam.engines.checkpoint import save_checkpoint
+
+    network = SelfPromptNet(tiny_backbone)
+    with torch.no_grad():
+        network.classifier.bias.fill_(3.0)
+    path = save_checkpoint(tmp_path / "model.pt", {"model": network.state_dict()})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+    fresh = SelfPromptNet(tiny_backbone)
+    fresh.load_state_dict(torch.load(path, weights_only=True)["model"])
+    assert fresh.classifier.bias.item() == 3.0
+    with pytest.raises(RuntimeError, match="classifier"):
+        fresh.load_state_dict({"other.weight": torch.zeros(1)})
+
+
+def test_shipped_model_loads_into_the_inference_network(tiny_backbone):
+    from monai_sam.backbones import build_backbone
+
+    saved = torch.load(BUNDLE / "models/model.pt", weights_only=True)
+    assert saved["fit"]["backbone"] == "lite_medsam" and saved["fit"]["num_shots"] == 10
+    assert saved["model"]["classifier.weight"].shape == (1, 256, 1, 1)
+    network = SelfPromptNet(build_backbone("lite_medsam"))
+    network.load_state_dict(saved["model"])

@@ -78,8 +78,15 @@ class FrozenSam(nn.Module):
         return next(self.parameters()).device
 
     def train(self, mode: bool = True) -> FrozenSam:
-        """Always stays in eval mode: frozen means batch-norm statistics and dropout are fixed too."""
-        return super().train(False)
+        """Always stays in eval mode: frozen means batch-norm statistics and dropout are fixed too.
+
+        Engines call ``network.train()/eval()`` every iteration; walking TinyViT's modules each time
+        (its attention recomputes bias tables on ``train()``) costs ~60 ms, so a backbone already in
+        eval mode returns at once.
+        """
+        if any(module.training for module in (self, self.image_encoder, self.prompt_encoder, self.mask_decoder)):
+            super().train(False)
+        return self
 
     # ---------------------------------------------------------------------------- the encoder
     def feature_modules(self) -> list[nn.Module]:
