@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["largest_component", "clean_mask", "mask_to_box", "mask_to_point", "mask_prompts"]
+__all__ = ["clean_mask", "expand_box", "largest_component", "mask_prompts", "mask_to_box", "mask_to_point"]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -47,13 +47,25 @@ def mask_to_point(mask: np.ndarray) -> np.ndarray | None:
     return np.array([x, y], dtype=np.float32)
 
 
+def expand_box(box: np.ndarray, margin: float, size: tuple[int, int]) -> np.ndarray:
+    """Grow an XYXY box by ``margin`` x its width/height on each side, clipped to ``size = (H, W)``."""
+    if margin == 0:
+        return box
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    h, w = size
+    return np.array([max(0.0, x0 - dx), max(0.0, y0 - dy), min(w - 1.0, x1 + dx), min(h - 1.0, y1 + dy)], np.float32)
+
+
 def mask_prompts(
-    masks: torch.Tensor, prompt: str
+    masks: torch.Tensor, prompt: str, box_margin: float = 0.0
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
     """Prompts for the decoder from boolean masks ``(B, H, W)`` (each non-empty).
 
     Args:
         prompt: ``"box"``, ``"point"`` or ``"box+point"``.
+        box_margin: grow each box by this fraction of its width/height on every side (box-trained
+            backbones such as LiteMedSAM saw loose boxes in training and prefer them to tight ones).
 
     Returns:
         ``points`` ``((B, 1, 2), (B, 1))`` or ``None`` and ``boxes`` ``(B, 4)`` or ``None``.
@@ -64,7 +76,8 @@ def mask_prompts(
     device = masks.device
     boxes = points = None
     if "box" in prompt:
-        boxes = torch.as_tensor(np.stack([mask_to_box(m) for m in arrays]), device=device)
+        boxes = np.stack([expand_box(mask_to_box(m), box_margin, m.shape) for m in arrays])
+        boxes = torch.as_tensor(boxes, device=device)
     if "point" in prompt:
         coords = torch.as_tensor(np.stack([mask_to_point(m) for m in arrays]), device=device)[:, None, :]
         points = (coords, torch.ones(coords.shape[:2], dtype=torch.int, device=device))

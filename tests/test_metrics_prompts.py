@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from monai_sam.metrics import per_image_metrics, summarise
@@ -42,3 +43,15 @@ def test_box_point_and_clean_up():
     points, boxes = mask_prompts(torch.as_tensor(cleaned)[None], "box+point")
     assert boxes.shape == (1, 4) and points[0].shape == (1, 1, 2) and points[1].tolist() == [[1]]
     assert mask_to_box(np.zeros((3, 3), bool)) is None
+
+
+def test_box_margin_grows_and_clips():
+    from monai_sam.prompts import expand_box
+
+    box = np.array([10.0, 20.0, 30.0, 60.0])
+    assert expand_box(box, 0.1, (100, 100)).tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
+    assert expand_box(box, 1.0, (70, 35)).tolist() == pytest.approx([0.0, 0.0, 34.0, 69.0])
+    mask = torch.zeros(1, 100, 100, dtype=torch.bool)
+    mask[0, 20:61, 10:31] = True
+    _, boxes = mask_prompts(mask, "box", box_margin=0.1)
+    assert boxes[0].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])

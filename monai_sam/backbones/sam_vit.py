@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder
 
 from monai_sam.backbones.frozen_sam import FrozenSam
+from monai_sam.backbones.sam_parts import build_mask_decoder, build_prompt_encoder, load_parts
 from monai_sam.backbones.weights import file_fingerprint, load_state_dict_file, split_state_dict
 
 __all__ = ["SamViT", "build_sam_vit", "build_tiny_sam", "SAM_VIT_CONFIGS"]
@@ -72,21 +73,8 @@ def _assemble(
         window_size=window_size,
         out_chans=prompt_dim,
     )
-    prompt_encoder = PromptEncoder(
-        embed_dim=prompt_dim,
-        image_embedding_size=(grid, grid),
-        input_image_size=(image_size, image_size),
-        mask_in_chans=16,
-    )
-    decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(
-            depth=2, embedding_dim=prompt_dim, mlp_dim=decoder_mlp_dim, num_heads=decoder_heads
-        ),
-        transformer_dim=prompt_dim,
-        iou_head_depth=3,
-        iou_head_hidden_dim=prompt_dim,
-    )
+    prompt_encoder = build_prompt_encoder(prompt_dim, grid, image_size)
+    decoder = build_mask_decoder(prompt_dim, decoder_mlp_dim, decoder_heads, iou_hidden=prompt_dim)
     return encoder, prompt_encoder, decoder
 
 
@@ -107,14 +95,7 @@ def build_sam_vit(name: str, checkpoint: str | os.PathLike | None) -> SamViT:
     encoder, prompt_encoder, decoder = _assemble(
         name, embed_dim, depth, heads, global_attention, 1024, 16, 256, 14, 2048, 8
     )
-    for module, key in ((encoder, "image_encoder"), (prompt_encoder, "prompt_encoder"), (decoder, "mask_decoder")):
-        try:
-            module.load_state_dict(parts[key])
-        except RuntimeError as error:
-            raise ValueError(
-                f"{path} does not match backbone {name!r} ({key}): {error}. "
-                "Check that the file is the official checkpoint of that model size (vit_b / vit_l / vit_h)."
-            ) from error
+    load_parts({"image_encoder": encoder, "prompt_encoder": prompt_encoder, "mask_decoder": decoder}, parts, path, name)
     return SamViT(
         name=name,
         image_encoder=encoder,
@@ -143,8 +124,8 @@ def build_tiny_sam(seed: int = 0, image_size: int = 64, checkpoint: str | os.Pat
     if checkpoint:
         path = Path(checkpoint)
         parts = split_state_dict(load_state_dict_file(path, "tiny_sam"), path, "tiny_sam")
-        for module, key in ((encoder, "image_encoder"), (prompt_encoder, "prompt_encoder"), (decoder, "mask_decoder")):
-            module.load_state_dict(parts[key])
+        modules = {"image_encoder": encoder, "prompt_encoder": prompt_encoder, "mask_decoder": decoder}
+        load_parts(modules, parts, path, "tiny_sam")
         fingerprint = f"tiny_sam:{file_fingerprint(path)}"
     return SamViT(
         name="tiny_sam",

@@ -13,7 +13,8 @@ from monai_sam.prompts import clean_mask, mask_prompts
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
 
 PROMPTS = ("box", "point", "box+point", "coarse")
-FEATURES = ("embedding", "embedding+image")
+FEATURES = ("embedding", "embedding+image", "embedding+context", "embedding+context+image")
+CONTEXT_SIZES = (5, 11)
 
 
 class SelfPromptNet(HeadOnFrozenSam):
@@ -34,12 +35,20 @@ class SelfPromptNet(HeadOnFrozenSam):
     Args:
         backbone: the frozen SAM.
         prompt: ``box`` (default), ``point``, ``box+point`` or ``coarse`` (the classifier's own mask).
-        features: ``embedding`` (the paper) or ``embedding+image`` (adds the mean RGB of each
-            embedding cell: 3 more inputs to the classifier).
+        features: ``embedding`` (the paper), or with ``+context`` (local means of the embedding over
+            5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell): see :meth:`pixel_features`.
         refine: extra decoder passes with the previous mask as input (0 = the paper).
+        box_margin: grow the box by this fraction of its size on each side (0 = the paper's tight box).
     """
 
-    def __init__(self, backbone: FrozenSam, prompt: str = "box", features: str = "embedding", refine: int = 0) -> None:
+    def __init__(
+        self,
+        backbone: FrozenSam,
+        prompt: str = "box",
+        features: str = "embedding",
+        refine: int = 0,
+        box_margin: float = 0.0,
+    ) -> None:
         super().__init__(backbone)
         if prompt not in PROMPTS:
             raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
@@ -48,18 +57,27 @@ class SelfPromptNet(HeadOnFrozenSam):
         self.prompt = prompt
         self.features = features
         self.refine = int(refine)
-        channels = backbone.embed_dim + (3 if features == "embedding+image" else 0)
+        self.box_margin = float(box_margin)
+        channels = backbone.embed_dim * (1 + len(CONTEXT_SIZES) * ("context" in features)) + 3 * ("image" in features)
         self.classifier = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
     def pixel_features(self, images: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, 3, S, S)`` -> per-embedding-pixel features ``(B, F, h, w)``."""
+        """``(B, 3, S, S)`` -> per-embedding-pixel features ``(B, F, h, w)``.
+
+        ``embedding``: the frozen embedding (``C``); ``context``: plus its local means over 5x5 and
+        11x11 cells (``2C``, what surrounds the pixel); ``image``: plus the mean input intensity of each
+        cell (3, colour).
+        """
         embedding = self.backbone.encode(images) if embedding is None else embedding
-        if self.features == "embedding":
-            return embedding
-        pooled = F.adaptive_avg_pool2d(as_plain_tensor(images), embedding.shape[-2:])
-        return torch.cat([embedding, pooled.to(embedding)], dim=1)
+        parts = [embedding]
+        if "context" in self.features:
+            for size in CONTEXT_SIZES:
+                parts.append(F.avg_pool2d(embedding, size, stride=1, padding=size // 2, count_include_pad=False))
+        if "image" in self.features:
+            parts.append(F.adaptive_avg_pool2d(as_plain_tensor(images), embedding.shape[-2:]).to(embedding))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else embedding
 
     def coarse_logits(
         self, images: torch.Tensor, embedding: torch.Tensor | None = None, frames: list | None = None
@@ -94,14 +112,15 @@ class SelfPromptNet(HeadOnFrozenSam):
         if self.prompt == "coarse":
             return coarse
         prompt_masks = self.coarse_to_prompt_masks(coarse)
-        points, boxes = mask_prompts(prompt_masks, self.prompt)
+        points, boxes = mask_prompts(prompt_masks, self.prompt, self.box_margin)
         low_res, _ = self.backbone.decode(embedding, points=points, boxes=boxes)
         for _ in range(self.refine):
             refined = self.backbone.upscale_logits(low_res)[:, 0] > 0
             refined = refined & (coarse[:, 0] > -1e3)  # not in the letterbox padding
             keep = refined.flatten(1).any(1)
             masks = torch.where(keep[:, None, None], refined, prompt_masks)
-            _, boxes = mask_prompts(torch.stack([torch.as_tensor(clean_mask(m.cpu().numpy())) for m in masks]), "box")
+            cleaned = torch.stack([torch.as_tensor(clean_mask(m.cpu().numpy())) for m in masks])
+            _, boxes = mask_prompts(cleaned, "box", self.box_margin)
             low_res, _ = self.backbone.decode(
                 embedding, points=points, boxes=boxes.to(low_res.device), mask_input=low_res
             )
