@@ -54,6 +54,10 @@ class P2SamNet(HeadOnFrozenSam):
         seed, n_init: k-means seed and initialisations (deterministic prototypes).
         emd_normalize: L2-normalise features before the EMD (default: raw embedding features).
         emd_max_points: feature sets larger than this are subsampled evenly for the EMD.
+        reference_image, reference_label, reference_slice, ct_window: optionally, the reference's
+            files (an image, or a CT volume and a slice index, and its mask), loaded at the first
+            forward pass when no reference was set explicitly (so a bundle's ``network`` alone, e.g.
+            in MONAI Label, is complete).
     """
 
     def __init__(
@@ -74,6 +78,10 @@ class P2SamNet(HeadOnFrozenSam):
         n_init: int = 10,
         emd_normalize: bool = False,
         emd_max_points: int = 1024,
+        reference_image: str | None = None,
+        reference_label: str | None = None,
+        reference_slice: int | None = None,
+        ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
     ) -> None:
         super().__init__(backbone)
         if method not in METHODS:
@@ -94,6 +102,7 @@ class P2SamNet(HeadOnFrozenSam):
         self.emd_normalize = bool(emd_normalize)
         self.emd_max_points = int(emd_max_points)
         self.reference: Reference | None = None
+        self.reference_files = (reference_image, reference_label, reference_slice, ct_window)
         self.last: list[dict] = []  # one record per target of the last forward call
         self.empty_predictions = 0
 
@@ -161,6 +170,9 @@ class P2SamNet(HeadOnFrozenSam):
         return list(unique.values())
 
     def _require_reference(self) -> Reference:
+        image, label, slice_index, ct_window = self.reference_files
+        if self.reference is None and image is not None and label is not None:
+            self.set_reference_from_files(image, label, slice=slice_index, ct_window=ct_window)
         if self.reference is None:
             raise RuntimeError("No reference set: call set_reference(...) (or set_reference_from_files) first.")
         return self.reference
