@@ -69,3 +69,26 @@ def test_evaluate_bundle_video_protocol_on_sample_data(tmp_path) -> None:
 def test_metadata_is_valid_json() -> None:
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
     assert metadata["version"] and "network_data_format" in metadata
+
+
+def test_inference_bundle_on_a_ct_volume_writes_nifti(tmp_path) -> None:
+    import nibabel as nib
+
+    ct = Path(sample_data_dir("ct"))
+    _run(
+        ["inference.json"],
+        backbone="tiny_sam",
+        reference_image=str(ct / "chest_ct.nii.gz"),
+        reference_label=str(ct / "chest_ct_label.nii.gz"),
+        reference_slice=4,
+        dataset_dir=str(ct / "chest_ct.nii.gz"),
+        output_dir=str(tmp_path),
+        max_pos=2,
+        n_init=2,
+        save_overlays=False,
+    )
+    image = nib.load(str(ct / "chest_ct.nii.gz"))
+    mask = nib.load(str(tmp_path / "chest_ct_seg.nii.gz"))
+    assert mask.shape == image.shape
+    assert len(list(tmp_path.glob("chest_ct_*_seg.png"))) == image.shape[-1]
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
