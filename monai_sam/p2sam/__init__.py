@@ -1,0 +1,36 @@
+"""PerSAM and P2SAM: training-free one-shot segmentation with a frozen SAM (part-aware prompts,
+distribution-based retrieval, box-aware prompting for box-trained backbones)."""
+
+from monai_sam.p2sam.cascade import run_cascade
+from monai_sam.p2sam.features import EmptyReferenceError, cosine_maps
+from monai_sam.p2sam.guidance import decoder_guidance
+from monai_sam.p2sam.network import METHODS, PROMPTS, P2SamNet
+from monai_sam.p2sam.parts import kmeans_prototypes
+from monai_sam.p2sam.prompting import Candidate, p2sam_candidates, persam_candidate
+from monai_sam.p2sam.protocols import PROTOCOLS, evaluate_groups, evaluate_protocol
+from monai_sam.p2sam.reference import Reference, build_reference
+from monai_sam.p2sam.retrieval import EMPTY_DISTANCE, emd_distance, select_candidate
+from monai_sam.p2sam.volumes import write_volume_masks
+
+__all__ = [
+    "EMPTY_DISTANCE",
+    "METHODS",
+    "PROMPTS",
+    "PROTOCOLS",
+    "Candidate",
+    "EmptyReferenceError",
+    "P2SamNet",
+    "Reference",
+    "build_reference",
+    "cosine_maps",
+    "decoder_guidance",
+    "emd_distance",
+    "evaluate_groups",
+    "evaluate_protocol",
+    "kmeans_prototypes",
+    "p2sam_candidates",
+    "persam_candidate",
+    "run_cascade",
+    "select_candidate",
+    "write_volume_masks",
+]

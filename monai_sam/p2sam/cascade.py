@@ -1,0 +1,101 @@
+"""PerSAM's three-pass cascade, run for a batch of candidate prompt sets on one target embedding.
+
+1. the prompts alone (single mask);
+2. the prompts + the previous low-res logits as mask input (best of the multimask outputs by
+   predicted IoU when ``multimask``);
+3. the prompts + the box of that mask + its logits.
+
+All candidates go through the frozen decoder together (one call per pass), sharing one target
+embedding (segment-anything's decoder repeats the image for each prompt set).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from monai_sam.backbones import FrozenSam
+
+__all__ = ["decode_candidates", "masks_to_boxes", "run_cascade"]
+
+
+def decode_candidates(
+    backbone: FrozenSam,
+    embedding: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None = None,
+    boxes: torch.Tensor | None = None,
+    mask_input: torch.Tensor | None = None,
+    multimask_output: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoder call for ``K`` prompt sets on one image.
+
+    Args:
+        embedding: ``(1, C, h, w)`` target embedding.
+        points: ``((K, N, 2) xy, (K, N) labels)``, label -1 pads.
+        boxes: ``(K, 4)`` XYXY.
+        mask_input: ``(K, 1, 4h, 4w)`` previous low-res logits.
+
+    Returns:
+        low-res logits ``(K, M, 4h, 4w)`` and predicted IoU ``(K, M)``, ``M`` = 1 or 3.
+    """
+    sparse, dense = backbone.encode_prompts(points, boxes, mask_input)
+    return backbone.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=backbone.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask_output,
+    )
+
+
+def masks_to_boxes(masks: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``(K, S, S)`` bool -> ``(K, 4)`` tight XYXY boxes; an empty mask keeps its ``fallback`` row."""
+    boxes = fallback.clone().float()
+    for k, mask in enumerate(masks):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        if ys.numel():
+            boxes[k] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float()
+    return boxes
+
+
+def _best(logits: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K, M, ...)`` -> the output with the highest predicted IoU per candidate: ``(K, 1, ...)``, ``(K,)``."""
+    index = iou.argmax(1)
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return logits[rows, index][:, None], iou[rows, index]
+
+
+def run_cascade(
+    backbone: FrozenSam,
+    embedding: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    fallback_boxes: torch.Tensor,
+    valid: torch.Tensor,
+    passes: int = 3,
+    multimask: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cascade for ``K`` candidates.
+
+    Args:
+        embedding: ``(1, C, h, w)``.
+        points / boxes: the candidates' first-pass prompts (either may be ``None``).
+        fallback_boxes: ``(K, 4)`` boxes used in pass 3 when a candidate's mask is empty.
+        valid: ``(S, S)`` bool, the image part of the input frame (padding never counts).
+        passes: 1, 2 or 3.
+        multimask: take the best of the three multimask outputs in passes 2 and 3 (PerSAM on
+            natural images); ``False`` keeps the single-mask token (box-trained medical backbones).
+
+    Returns:
+        low-res logits ``(K, 1, 4h, 4w)`` and the predicted IoU ``(K,)``.
+    """
+    if not 1 <= passes <= 3:
+        raise ValueError(f"passes must be 1, 2 or 3, got {passes}")
+    logits, iou = decode_candidates(backbone, embedding, points, boxes)
+    iou = iou[:, 0]
+    if passes >= 2:
+        logits, iou = _best(*decode_candidates(backbone, embedding, points, boxes, logits, multimask))
+    if passes >= 3:
+        masks = (backbone.upscale_logits(logits)[:, 0] > 0) & valid.to(logits.device)
+        refined_boxes = masks_to_boxes(masks, fallback_boxes.to(logits.device))
+        logits, iou = _best(*decode_candidates(backbone, embedding, points, refined_boxes, logits, multimask))
+    return logits, iou

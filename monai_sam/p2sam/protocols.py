@@ -1,0 +1,261 @@
+"""One-shot evaluation protocols: groups of (one reference, its targets), scored per target and per group.
+
+- ``video``: per video sequence (``sequences.csv``), the 3rd frame is the reference and the later
+  frames are the targets (the P2SAM paper's CVC-ClinicDB protocol);
+- ``ct_pair``: a patient's reference slice + mask at one time point, target slices at the other
+  (``ref_image``/``ref_mask`` -> ``test_image``/``test_mask``, like ``ct/p2sam_pair``);
+- ``perseg``: ``Images/<object>/<nn>.jpg`` + ``Annotations/<object>/<nn>.png``, reference ``00``,
+  scored by per-class aggregated IoU (sum of intersections / sum of unions, mean over classes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from monai_sam.data import DataError, load_and_preprocess, make_datalist
+from monai_sam.data.readers import IMAGE_SUFFIXES
+from monai_sam.data.transforms import DEFAULT_CT_WINDOW
+from monai_sam.engines.evaluation import build_evaluator
+from monai_sam.p2sam.network import P2SamNet
+
+__all__ = ["PROTOCOLS", "video_groups", "pair_groups", "perseg_groups", "evaluate_groups", "evaluate_protocol"]
+
+logger = logging.getLogger("monai_sam")
+
+
+def video_groups(dataset_dir: str | os.PathLike, reference_index: int = 2) -> list[dict]:
+    """Per sequence: frame ``reference_index`` (0-based; 2 = the 3rd frame) is the reference, the later
+    frames the targets. Sequences with no later frame are left out (and logged)."""
+    items = make_datalist(dataset_dir, require_labels=True)
+    if not all("group" in item for item in items):
+        raise DataError(f"{dataset_dir} has no sequences.csv: the video protocol needs frame -> sequence.")
+    by_group: dict[str, list[dict]] = {}
+    for item in items:  # make_datalist keeps the natural frame order
+        by_group.setdefault(item["group"], []).append(item)
+    groups = []
+    for name in sorted(by_group, key=lambda g: (len(g), g) if g.isdigit() else (1 << 30, g)):
+        frames = by_group[name]
+        if len(frames) <= reference_index + 1:
+            logger.warning("sequence %s has %d frames: no target after frame %d", name, len(frames), reference_index)
+            continue
+        groups.append({"name": name, "reference": frames[reference_index], "targets": frames[reference_index + 1 :]})
+    return groups
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    found = [p for p in folder.iterdir() if p.is_file() and p.name.split(".")[0] == stem]
+    return found[0] if found else None
+
+
+def pair_groups(dataset_dir: str | os.PathLike) -> list[dict]:
+    """``ref_image`` + ``ref_mask`` -> ``test_image`` + ``test_mask`` (PNG or NIfTI slices): one group.
+
+    Several targets may be given as ``test_image_<k>`` / ``test_mask_<k>``.
+    """
+    folder = Path(dataset_dir)
+    image, mask = _find(folder, "ref_image"), _find(folder, "ref_mask")
+    if image is None or mask is None:
+        raise DataError(f"{folder} needs ref_image.* and ref_mask.* (the reference slice and its mask).")
+    targets = []
+    for path in sorted(p for p in folder.iterdir() if p.name.startswith("test_image")):
+        label = _find(folder, path.name.split(".")[0].replace("test_image", "test_mask"))
+        item = {"image": str(path), "id": path.name.split(".")[0], "modality": "rgb"}
+        if label is not None:
+            item["label"] = str(label)
+        targets.append(item)
+    if not targets:
+        raise DataError(f"{folder} has no test_image.* target.")
+    reference = {"image": str(image), "label": str(mask), "id": "ref_image", "modality": "rgb"}
+    return [{"name": folder.name, "reference": reference, "targets": targets}]
+
+
+def perseg_groups(dataset_dir: str | os.PathLike, reference: str = "00") -> list[dict]:
+    """PerSeg layout: one group per object; image ``reference`` is the reference, the others targets."""
+    root = Path(dataset_dir)
+    images, annotations = root / "Images", root / "Annotations"
+    if not images.is_dir() or not annotations.is_dir():
+        raise DataError(f"{root} needs Images/<object>/ and Annotations/<object>/ (the PerSeg layout).")
+    groups = []
+    for obj in sorted(p for p in images.iterdir() if p.is_dir()):
+        items = []
+        for path in sorted(p for p in obj.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            label = _find(annotations / obj.name, path.stem)
+            if label is None:
+                raise DataError(f"No annotation for {path} in {annotations / obj.name}.")
+            items.append({"image": str(path), "label": str(label), "id": f"{obj.name}_{path.stem}", "group": obj.name})
+        ref = [item for item in items if Path(item["image"]).stem == reference]
+        if not ref:
+            raise DataError(f"No reference image {reference}.* in {obj}.")
+        targets = [item for item in items if item is not ref[0]]
+        groups.append({"name": obj.name, "reference": ref[0], "targets": targets})
+    return groups
+
+
+PROTOCOLS = {"video": video_groups, "ct_pair": pair_groups, "perseg": perseg_groups}
+
+
+class TargetRecords:
+    """Ignite handler: one row per target (Dice, IoU, intersection, union, the retrieved candidate)."""
+
+    def __init__(self, network: P2SamNet, group: str) -> None:
+        self.network = network
+        self.group = group
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        for item, record in zip(engine.state.output, self.network.last, strict=True):
+            source = item["image"].meta["filename_or_obj"]
+            row = {"group": self.group, "id": item.get("id", Path(str(source)).name.split(".")[0])}
+            pred = np.asarray(torch.as_tensor(item["pred"]).cpu()).reshape(-1) > 0
+            row.update(empty_prediction=int(not pred.any()), candidate=record["candidate"])
+            row["emd"] = record["distance"]
+            if item.get("label") is not None:
+                label = np.asarray(torch.as_tensor(item["label"]).cpu()).reshape(-1) > 0
+                inter, union = int((pred & label).sum()), int((pred | label).sum())
+                total = int(pred.sum() + label.sum())
+                row.update(
+                    dice=2 * inter / total if total else 1.0,
+                    iou=inter / union if union else 1.0,
+                    intersection=inter,
+                    union=union,
+                )
+            self.rows.append(row)
+
+
+def evaluate_groups(
+    network: P2SamNet,
+    groups: Sequence[dict],
+    output_dir: str | os.PathLike | None = None,
+    save_masks: bool = True,
+    overlay: bool = True,
+    device: str = "cpu",
+    ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
+    name: str = "p2sam",
+) -> dict:
+    """Set each group's reference once, segment its targets with MONAI's evaluator, and summarise.
+
+    Masks go to ``output_dir/<group>/<stem>_seg.png`` (+ overlays) when ``save_masks``; the rows go
+    to ``output_dir/<name>_targets.csv`` and the summary to ``output_dir/<name>_summary.json``.
+    Every target is scored: an empty prediction is Dice 0 and counted in ``empty_predictions``.
+    """
+    transform = load_and_preprocess(network.backbone, ct_window=ct_window)
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for group in groups:
+        network.set_reference_from_item(group["reference"], transform)
+        group_dir = Path(output_dir) / str(group["name"]) if output_dir is not None and save_masks else None
+        evaluator = build_evaluator(
+            network,
+            group["targets"],
+            output_dir=group_dir,
+            save_masks=save_masks,
+            overlay=overlay,
+            ct_window=ct_window,
+            device=device,
+            hd95=False,
+            progress=False,
+        )
+        records = TargetRecords(network, str(group["name"]))
+        records.attach(evaluator)
+        evaluator.run()
+        rows.extend(records.rows)
+        scored = [r["dice"] for r in records.rows if "dice" in r]
+        if scored:
+            logger.info("%s: %d targets, Dice %.4f", group["name"], len(scored), float(np.mean(scored)))
+    summary = summarise_rows(rows)
+    summary["seconds"] = time.perf_counter() - start
+    summary["targets_per_second"] = len(rows) / max(summary["seconds"], 1e-9)
+    summary["settings"] = _settings(network)
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if rows:
+            with (out / f"{name}_targets.csv").open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarise_rows(rows: list[dict]) -> dict:
+    """Per-target means, per-group means and per-group aggregated IoU (PerSeg's mIoU)."""
+    scored = [r for r in rows if "dice" in r]
+    summary: dict = {"targets": len(rows), "empty_predictions": int(sum(r["empty_prediction"] for r in rows))}
+    if not scored:
+        return summary
+    groups = sorted({r["group"] for r in scored}, key=lambda g: (len(g), g))
+    per_group = {}
+    for g in groups:
+        chosen = [r for r in scored if r["group"] == g]
+        union = sum(r["union"] for r in chosen)
+        per_group[g] = {
+            "targets": len(chosen),
+            "dice": float(np.mean([r["dice"] for r in chosen])),
+            "aggregated_iou": sum(r["intersection"] for r in chosen) / union if union else 1.0,
+        }
+    summary.update(
+        dice_per_target=float(np.mean([r["dice"] for r in scored])),
+        dice_per_target_std=float(np.std([r["dice"] for r in scored])),
+        iou_per_target=float(np.mean([r["iou"] for r in scored])),
+        dice_per_group=float(np.mean([v["dice"] for v in per_group.values()])),
+        miou_per_class_aggregated=float(np.mean([v["aggregated_iou"] for v in per_group.values()])),
+        groups=per_group,
+    )
+    return summary
+
+
+def _settings(network: P2SamNet) -> dict:
+    return {
+        "backbone": network.backbone.name,
+        "method": network.method,
+        "prompt": network.prompt,
+        "pos_range": list(network.pos_range),
+        "neg_range": list(network.neg_range),
+        "passes": network.passes,
+        "multimask": network.multimask,
+        "guided_attention": network.guided_attention,
+        "semantic_prompt": network.semantic_prompt,
+        "seed": network.seed,
+        "n_init": network.n_init,
+    }
+
+
+def evaluate_protocol(
+    network: P2SamNet,
+    protocol: str,
+    dataset_dir: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    save_masks: bool = True,
+    overlay: bool = True,
+    device: str = "cpu",
+    ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
+    max_groups: int | None = None,
+) -> dict:
+    """Run ``protocol`` (``video``, ``ct_pair`` or ``perseg``) on ``dataset_dir`` and print the summary."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    groups = PROTOCOLS[protocol](dataset_dir)[:max_groups]
+    name = f"{protocol}_{network.method}_{network.prompt.replace('+', '_')}"
+    summary = evaluate_groups(network, groups, output_dir, save_masks, overlay, device, ct_window, name=name)
+    print(
+        f"{name}: {summary['targets']} targets in {len(groups)} groups; "
+        f"Dice per target {summary.get('dice_per_target', float('nan')):.4f}, "
+        f"per group {summary.get('dice_per_group', float('nan')):.4f}, "
+        f"per-class aggregated mIoU {summary.get('miou_per_class_aggregated', float('nan')):.4f}; "
+        f"empty predictions {summary['empty_predictions']}; {summary['targets_per_second']:.2f} targets/s"
+    )
+    return summary
