@@ -36,7 +36,8 @@ def _subset_folder(items: list[dict], folder: str) -> str:
 
 def main(dataset_dir: str, backbone: str = "lite_medsam", limit: int = 40, threads: int = 2) -> dict:
     torch.set_num_threads(threads)
-    items = make_datalist(dataset_dir)[:limit]
+    everything = make_datalist(dataset_dir)
+    items = everything[:: max(1, len(everything) // limit)][:limit]  # spread over the videos (grouped folds)
     net = build_backbone(backbone, cache=False)
     preprocessing = load_and_preprocess(net)
     batches = [batch["image"] for batch in DataLoader(Dataset(items, preprocessing), batch_size=1)]
