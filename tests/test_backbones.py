@@ -130,3 +130,13 @@ def test_disk_cache_of_metatensor_batches_reloads_safely(tiny_backbone, tmp_path
     tiny_backbone.set_cache(fresh)
     assert torch.equal(tiny_backbone.encode(images), first)
     assert fresh.hits == 2 and fresh.misses == 0
+
+
+def test_decode_many_prompt_sets_on_one_image_matches_one_by_one(tiny_backbone):
+    embedding = tiny_backbone.encode(torch.rand(1, 3, 64, 64))
+    boxes = torch.tensor([[2.0, 3, 30, 40], [10, 10, 50, 60], [0, 0, 63, 63]])
+    together, iou = tiny_backbone.decode(embedding, boxes=boxes)
+    assert together.shape[0] == 3 and iou.shape == (3, 1)
+    for k in range(3):
+        alone, _ = tiny_backbone.decode(embedding, boxes=boxes[k : k + 1])
+        assert torch.allclose(together[k : k + 1], alone, atol=1e-5)

@@ -196,17 +196,26 @@ class FrozenSam(nn.Module):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder for a batch, one prompt set per image.
+        """Prompt encoder + mask decoder: one prompt set per image, or many prompt sets on one image.
 
         Args:
-            embedding: ``(B, C, h, w)``.
-            points / boxes / mask_input: as in :meth:`encode_prompts`.
+            embedding: ``(B, C, h, w)``; with ``B = 1`` and ``P`` prompt sets, all ``P`` are decoded
+                against that one image in a single call (segment-anything repeats the image).
+            points / boxes / mask_input: as in :meth:`encode_prompts`, batch ``B`` (or ``P``).
             multimask_output: ``False`` -> mask token 0; ``True`` -> tokens 1-3.
 
         Returns:
-            low-res logits ``(B, K, 4h, 4w)`` and predicted IoU ``(B, K)``, ``K`` = 1 or 3.
+            low-res logits ``(B or P, K, 4h, 4w)`` and predicted IoU ``(B or P, K)``, ``K`` = 1 or 3.
         """
         sparse, dense = self.encode_prompts(points, boxes, mask_input)
+        if embedding.shape[0] == 1:
+            return self.mask_decoder(
+                image_embeddings=embedding,
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
         if sparse.shape[0] != embedding.shape[0]:
             sparse = sparse.expand(embedding.shape[0], -1, -1)
         masks, iou = [], []

@@ -6,7 +6,7 @@
 3. the prompts + the box of that mask + its logits.
 
 All candidates go through the frozen decoder together (one call per pass), sharing one target
-embedding (segment-anything's decoder repeats the image for each prompt set).
+embedding (``FrozenSam.decode`` with one image and many prompt sets).
 """
 
 from __future__ import annotations
@@ -15,36 +15,7 @@ import torch
 
 from monai_sam.backbones import FrozenSam
 
-__all__ = ["decode_candidates", "masks_to_boxes", "run_cascade"]
-
-
-def decode_candidates(
-    backbone: FrozenSam,
-    embedding: torch.Tensor,
-    points: tuple[torch.Tensor, torch.Tensor] | None = None,
-    boxes: torch.Tensor | None = None,
-    mask_input: torch.Tensor | None = None,
-    multimask_output: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One decoder call for ``K`` prompt sets on one image.
-
-    Args:
-        embedding: ``(1, C, h, w)`` target embedding.
-        points: ``((K, N, 2) xy, (K, N) labels)``, label -1 pads.
-        boxes: ``(K, 4)`` XYXY.
-        mask_input: ``(K, 1, 4h, 4w)`` previous low-res logits.
-
-    Returns:
-        low-res logits ``(K, M, 4h, 4w)`` and predicted IoU ``(K, M)``, ``M`` = 1 or 3.
-    """
-    sparse, dense = backbone.encode_prompts(points, boxes, mask_input)
-    return backbone.mask_decoder(
-        image_embeddings=embedding,
-        image_pe=backbone.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask_output,
-    )
+__all__ = ["masks_to_boxes", "run_cascade"]
 
 
 def masks_to_boxes(masks: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -90,12 +61,12 @@ def run_cascade(
     """
     if not 1 <= passes <= 3:
         raise ValueError(f"passes must be 1, 2 or 3, got {passes}")
-    logits, iou = decode_candidates(backbone, embedding, points, boxes)
+    logits, iou = backbone.decode(embedding, points, boxes)
     iou = iou[:, 0]
     if passes >= 2:
-        logits, iou = _best(*decode_candidates(backbone, embedding, points, boxes, logits, multimask))
+        logits, iou = _best(*backbone.decode(embedding, points, boxes, logits, multimask))
     if passes >= 3:
         masks = (backbone.upscale_logits(logits)[:, 0] > 0) & valid.to(logits.device)
         refined_boxes = masks_to_boxes(masks, fallback_boxes.to(logits.device))
-        logits, iou = _best(*decode_candidates(backbone, embedding, points, refined_boxes, logits, multimask))
+        logits, iou = _best(*backbone.decode(embedding, points, refined_boxes, logits, multimask))
     return logits, iou
