@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -97,8 +98,6 @@ def cross_validate(
                     logger.info("k=%d seed=%d fold=%d prompt=%s Dice %.4f", k, seed, fold, prompt, rows[-1]["dice"])
     summary = _summarise(rows, shots_list, seed_list, prompt_list)
     output_dir.mkdir(parents=True, exist_ok=True)
-    import csv
-
     with (output_dir / "cv_folds.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
