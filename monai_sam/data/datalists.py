@@ -144,7 +144,7 @@ def make_datalist(dataset_dir: str | os.PathLike, require_labels: bool = False) 
     - a folder ``imagesTs``/``imagesTr`` (+ ``labelsTr``) or of NIfTI volumes (one case each);
     - a datalist ``.json``.
     """
-    path = Path(dataset_dir)
+    path = Path(dataset_dir).expanduser().absolute()  # items keep working from another folder
     if not path.exists():
         raise DataError(f"dataset_dir {path} does not exist; pass the folder or file to segment.")
     if path.is_file() and path.suffix.lower() == ".json":
