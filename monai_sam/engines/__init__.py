@@ -2,6 +2,16 @@
 
 from monai_sam.engines.evaluation import build_evaluator, postprocessing, prepare_image_batch
 from monai_sam.engines.metrics_handler import PerImageMetrics
+from monai_sam.engines.volume import SkipSlicesInferer, VolumeWriter
 from monai_sam.engines.writers import SaveMaskd, output_stem
 
-__all__ = ["PerImageMetrics", "SaveMaskd", "build_evaluator", "output_stem", "postprocessing", "prepare_image_batch"]
+__all__ = [
+    "PerImageMetrics",
+    "SaveMaskd",
+    "SkipSlicesInferer",
+    "VolumeWriter",
+    "build_evaluator",
+    "output_stem",
+    "postprocessing",
+    "prepare_image_batch",
+]

@@ -9,11 +9,11 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator
 from monai.handlers import StatsHandler
-from monai.inferers import SimpleInferer
 from monai.transforms import AsDiscreted, Compose, Invertd
 
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW, load_and_preprocess
 from monai_sam.engines.metrics_handler import PerImageMetrics
+from monai_sam.engines.volume import SkipSlicesInferer, VolumeWriter
 from monai_sam.engines.writers import SaveMaskd
 
 __all__ = ["postprocessing", "build_evaluator", "prepare_image_batch"]
@@ -54,8 +54,14 @@ def build_evaluator(
     metrics_name: str = "metrics",
     hd95: bool = True,
     progress: bool = True,
+    write_volumes: bool = True,
 ) -> SupervisedEvaluator:
-    """One image per iteration (images differ in size): predict, map back, score, write."""
+    """One image per iteration (images differ in size): predict, map back, score, write.
+
+    CT slices flagged ``skip`` cost no network pass (:class:`SkipSlicesInferer`); with ``output_dir``,
+    ``save_masks`` and ``write_volumes``, each CT case is also written as ``<case>_seg.nii.gz`` on the
+    input's grid (:class:`VolumeWriter`).
+    """
     preprocessing = load_and_preprocess(network.backbone, ct_window=ct_window)
     loader = DataLoader(Dataset(list(items), preprocessing), batch_size=1, num_workers=0)
     handlers = [StatsHandler(iteration_log=False, output_transform=lambda _: None)]
@@ -68,10 +74,12 @@ def build_evaluator(
         val_data_loader=loader,
         network=network,
         prepare_batch=prepare_image_batch,
-        inferer=SimpleInferer(),
+        inferer=SkipSlicesInferer(),
         postprocessing=postprocessing(preprocessing, output_dir if save_masks else None, overlay, ct_window),
         val_handlers=handlers,
         amp=False,
     )
     PerImageMetrics(output_dir, hd95=hd95, name=metrics_name).attach(evaluator)
+    if output_dir is not None and save_masks and write_volumes:
+        VolumeWriter(output_dir).attach(evaluator)
     return evaluator
