@@ -20,7 +20,7 @@ from dicom_builder import crop_of, write_rtstruct, write_series
 from monai_sam.data import DataError, LoadSampled, make_datalist, read_ct_volume
 from monai_sam.data.four_d_lung import convert_4dlung, parse_phase
 from monai_sam.data.rtstruct import read_rtstruct_mask
-from monai_sam.networks import with_meta_of
+from monai_sam.networks import as_plain_tensor, with_meta_of
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = (slice(20, 84), slice(10, 74), slice(21, 29))  # 64 x 64 x 8 voxels of 3 mm: lower lungs + liver
@@ -123,7 +123,7 @@ class ThresholdNet(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.seen += images.shape[0]
-        return with_meta_of(torch.as_tensor(images)[:, :1] * 20.0 - 10.0, images)
+        return with_meta_of(as_plain_tensor(images)[:, :1] * 20.0 - 10.0, images)
 
 
 def _phantom(shared_data, tmp_path):
@@ -180,3 +180,26 @@ def test_self_prompt_bundle_accepts_a_dicom_series(tcia, tiny_backbone, tmp_path
     out = nib.load(tmp_path / "out" / "1-phase0_seg.nii.gz")
     series = LoadImage(image_only=True)(str(tcia["phase0"]))
     assert out.shape == tuple(series.shape) and np.allclose(out.affine, series.affine)
+
+
+def test_skip_inferer_runs_the_network_on_the_kept_slices_with_their_own_meta(shared_data, tiny_backbone, tmp_path):
+    from monai.data import DataLoader, Dataset
+
+    from monai_sam.data import load_and_preprocess
+    from monai_sam.engines import SkipSlicesInferer
+
+    path, _, _ = _phantom(shared_data, tmp_path)
+    items = make_datalist(path)[22:26]  # 122 x 101 slices: the letterbox sizes come from the meta
+    for item, skip in zip(items, (True, False, True, False), strict=True):
+        item["skip"] = skip
+    batch = next(iter(DataLoader(Dataset(items, load_and_preprocess(tiny_backbone)), batch_size=4)))["image"]
+    seen = []
+
+    def network(images):
+        seen.append((images.shape[0], images.meta["spatial_shape"].tolist(), images.meta["slice"].tolist()))
+        return with_meta_of(as_plain_tensor(images)[:, :1] * 20.0 - 10.0, images)
+
+    logits = SkipSlicesInferer()(batch, network)
+    assert seen == [(2, [[101, 122], [101, 122]], [23, 25])]
+    assert logits.shape == (4, 1, 64, 64) and bool((logits[[0, 2]] == -1e4).all())
+    np.testing.assert_array_equal(logits[[1, 3]].numpy(), network(batch)[[1, 3]].numpy())
