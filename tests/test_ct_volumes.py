@@ -18,6 +18,7 @@ import torch
 from dicom_builder import crop_of, write_rtstruct, write_series
 
 from monai_sam.data import DataError, LoadSampled, make_datalist, read_ct_volume
+from monai_sam.data.dicom import resample_dicom_series
 from monai_sam.data.four_d_lung import convert_4dlung, parse_phase
 from monai_sam.data.rtstruct import read_rtstruct_mask
 from monai_sam.networks import as_plain_tensor, with_meta_of
@@ -76,8 +77,15 @@ def test_gap_and_mixed_series_are_reported(tcia, tmp_path):
     gap = tmp_path / "gap"
     shutil.copytree(tcia["phase0"], gap)
     (gap / "0004.dcm").unlink()
-    with pytest.raises(DataError, match=r"gap.*not evenly spaced.*0003\.dcm and 0005\.dcm.*missing"):
+    with pytest.raises(DataError, match=r"gap.*not evenly spaced.*0003\.dcm and 0005\.dcm.*missing.*resample"):
         read_ct_volume(str(gap))
+    repaired = resample_dicom_series(gap, tmp_path / "repaired.nii.gz")  # the explicit opt-in fix
+    volume, affine = read_ct_volume(str(repaired))
+    original = np.rint(tcia["volume"])
+    assert volume.shape == original.shape
+    np.testing.assert_allclose(affine, tcia["affine"], atol=1e-3)
+    np.testing.assert_array_equal(np.delete(volume, 4, axis=2), np.delete(original, 4, axis=2))
+    np.testing.assert_allclose(volume[..., 4], np.rint((original[..., 3] + original[..., 5]) / 2), atol=0.51)
     mixed = tmp_path / "mixed"
     shutil.copytree(tcia["phase0"], mixed)
     shutil.copy(tcia["root"] / "P1/01-2020-visit/2-phase50/0004.dcm", mixed / "x.dcm")
