@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["EmbeddingCache"]
+__all__ = ["EmbeddingCache", "OutputMemo"]
 
 
 class EmbeddingCache:
@@ -86,6 +86,63 @@ class EmbeddingCache:
         self._memory.move_to_end(key)
         while len(self._memory) > self.max_items:
             self._memory.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
+class OutputMemo:
+    """Memory LRU of a deterministic frozen computation's outputs, keyed by the bytes of its inputs.
+
+    SAM's prompt encoder and mask decoder are frozen and deterministic: the same embedding and the
+    same prompt always give the same logits, so a repeated evaluation (a second cross-validation
+    pass, the same box found under another shot draw, a re-scored fold) need not decode again. Only
+    used where the caller knows nothing else alters the computation (no hooks, no gradients).
+
+    Args:
+        max_items: entries kept, least recently used dropped first (an entry is one decoder output,
+            e.g. ``(1, 1, 256, 256)`` float32 = 256 KiB for LiteMedSAM).
+    """
+
+    def __init__(self, max_items: int = 1024) -> None:
+        self.max_items = max_items
+        self._memory: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(*inputs: torch.Tensor | None, extra: str = "") -> str:
+        digest = hashlib.sha1(extra.encode())
+        for tensor in inputs:
+            if tensor is None:
+                digest.update(b"none")
+                continue
+            tensor = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()
+
+    def __call__(self, compute, *inputs: torch.Tensor | None, extra: str = "") -> tuple[torch.Tensor, ...]:
+        """``compute()``'s outputs (a tuple of tensors), from memory when ``inputs`` were seen before.
+
+        Bypassed (always computed, never stored) when gradients are enabled and any input needs them.
+        """
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+            return compute()
+        key = self.key(*inputs, extra=extra)
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            self.hits += 1
+            return tuple(t.clone() for t in self._memory[key])
+        self.misses += 1
+        outputs = tuple(compute())
+        self._memory[key] = tuple(t.detach().clone() for t in outputs)
+        while len(self._memory) > self.max_items:
+            self._memory.popitem(last=False)
+        return outputs
+
+    def clear(self) -> None:
+        self._memory.clear()
 
     def __len__(self) -> int:
         return len(self._memory)

@@ -146,3 +146,35 @@ def test_shipped_model_loads_into_the_inference_network(tiny_backbone):
     assert saved["model"]["classifier.weight"].shape == (1, 256, 1, 1)
     network = SelfPromptNet(build_backbone("lite_medsam"))
     network.load_state_dict(saved["model"])
+
+
+def test_decoder_memo_returns_the_same_logits_without_decoding_again(tiny_backbone, sample_polyp):
+    items = make_datalist(sample_polyp)
+    transform = load_and_preprocess(tiny_backbone)
+    network = SelfPromptNet(tiny_backbone, prompt="box", box_margin=0.1)
+    fit_pixel_classifier(network, items[:3], transform)
+    plain = SelfPromptNet(tiny_backbone, prompt="box", box_margin=0.1, decode_memo_size=0)
+    plain.load_state_dict(network.state_dict())
+    images = torch.stack([transform(item)["image"] for item in items[3:5]])
+    with torch.no_grad():
+        first, second, reference = network(images), network(images), plain(images)
+    assert torch.equal(first, second) and torch.equal(first, reference)
+    assert (network.decode_memo.misses, network.decode_memo.hits) == (1, 1)
+    network.box_margin = 0.3  # another box: decoded anew, not served from memory
+    with torch.no_grad():
+        network(images)
+    assert network.decode_memo.misses == 2
+
+
+def test_output_memo_never_serves_a_computation_that_needs_gradients():
+    from monai_sam.cache import OutputMemo
+
+    memo, calls = OutputMemo(max_items=2), []
+    x = torch.ones(3, requires_grad=True)
+    for _ in range(2):
+        memo(lambda: (calls.append(1) or x * 2,), x)
+    assert len(calls) == 2 and len(memo) == 0
+    with torch.no_grad():
+        for value in (1.0, 2.0, 3.0, 1.0):
+            memo(lambda v=value: (calls.append(1) or torch.full((2,), v),), torch.tensor([value]))
+    assert len(calls) == 2 + 4  # the LRU kept 2 entries: 1.0 was dropped before it came back

@@ -10,6 +10,7 @@ from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator
 from monai.handlers import StatsHandler
 from monai.transforms import AsDiscreted, Compose, Invertd
+from torch.utils.data import Dataset as TorchDataset
 
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW, load_and_preprocess
 from monai_sam.engines.metrics_handler import PerImageMetrics
@@ -54,6 +55,8 @@ def build_evaluator(
     metrics_name: str = "metrics",
     hd95: bool = True,
     progress: bool = True,
+    dataset: TorchDataset | None = None,
+    preprocessing: Compose | None = None,
     write_volumes: bool = True,
 ) -> SupervisedEvaluator:
     """One image per iteration (images differ in size): predict, map back, score, write.
@@ -61,9 +64,16 @@ def build_evaluator(
     CT slices flagged ``skip`` cost no network pass (:class:`SkipSlicesInferer`); with ``output_dir``,
     ``save_masks`` and ``write_volumes``, each CT case is also written as ``<case>_seg.nii.gz`` on the
     input's grid (:class:`VolumeWriter`).
+
+    ``dataset``: the items already loaded (e.g. a MONAI ``CacheDataset`` or a subset of one), used
+    instead of loading ``items`` again; ``preprocessing`` must then be the very transform that
+    loaded it (``Invertd`` matches transforms by identity).
     """
-    preprocessing = load_and_preprocess(network.backbone, ct_window=ct_window)
-    loader = DataLoader(Dataset(list(items), preprocessing), batch_size=1, num_workers=0)
+    if dataset is not None and preprocessing is None:
+        raise ValueError("build_evaluator(dataset=...) needs the preprocessing that loaded the dataset")
+    preprocessing = preprocessing or load_and_preprocess(network.backbone, ct_window=ct_window)
+    dataset = Dataset(list(items), preprocessing) if dataset is None else dataset
+    loader = DataLoader(dataset, batch_size=1, num_workers=0)
     handlers = [StatsHandler(iteration_log=False, output_transform=lambda _: None)]
     if progress:
         from ignite.handlers import ProgressBar

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
+from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from monai_sam.networks import letterboxes_of
@@ -29,9 +30,16 @@ def embedding_grid_labels(label: torch.Tensor, original_size: tuple[int, int], i
 
 
 def fit_pixel_classifier(
-    network: SelfPromptNet, items: list[dict], transform: Compose, c: float = 1.0, class_weight: str | None = None
+    network: SelfPromptNet,
+    items: list[dict] | TorchDataset,
+    transform: Compose | None,
+    c: float = 1.0,
+    class_weight: str | None = None,
 ) -> dict[str, float]:
     """Fit ``network.classifier`` (logistic regression, scikit-learn's lbfgs) on the items' pixels.
+
+    ``items``: datalist items loaded with ``transform``, or a dataset that already yields
+    preprocessed items (e.g. a MONAI ``CacheDataset`` subset; ``transform`` is then unused).
 
     Only the classifier's weights change: the features come from the frozen, cached encoder, and
     scikit-learn sees nothing but them and the labels. Deterministic for the same items.
@@ -45,7 +53,8 @@ def fit_pixel_classifier(
         raise ValueError("fit_pixel_classifier needs at least one annotated image")
     grid = network.backbone.embedding_size
     features, labels = [], []
-    loader = DataLoader(Dataset(items, transform), batch_size=1, num_workers=0)
+    dataset = items if isinstance(items, TorchDataset) else Dataset(items, transform)
+    loader = DataLoader(dataset, batch_size=1, num_workers=0)
     for batch in tqdm(loader, desc="support images", leave=False, disable=len(items) < 5):
         if "label" not in batch:
             raise ValueError(f"support image {batch['image'].meta['filename_or_obj'][0]} has no mask")

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
+from monai_sam.cache import OutputMemo
 from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
 from monai_sam.prompts import clean_mask, mask_prompts
 
@@ -29,6 +30,10 @@ class SelfPromptNet(HeadOnFrozenSam):
     4. ``refine`` more passes feed the previous low-res logits and the box of the previous mask back
        in (SAM's own cascade), which the paper does not do.
 
+    The frozen decoder's outputs are memoised by content (:class:`monai_sam.cache.OutputMemo`,
+    ``decode_memo_size`` entries; 0 disables it): a repeated evaluation with the same prompt on the
+    same embedding does not decode again.
+
     An image whose coarse mask is empty is not skipped: its prompt comes from the region above half
     the image's highest coarse probability, so it always gets a prediction and a score.
 
@@ -39,6 +44,7 @@ class SelfPromptNet(HeadOnFrozenSam):
             5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell): see :meth:`pixel_features`.
         refine: extra decoder passes with the previous mask as input (0 = the paper).
         box_margin: grow the box by this fraction of its size on each side (0 = the paper's tight box).
+        decode_memo_size: decoder outputs remembered (0 = none).
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class SelfPromptNet(HeadOnFrozenSam):
         features: str = "embedding",
         refine: int = 0,
         box_margin: float = 0.0,
+        decode_memo_size: int = 1024,
     ) -> None:
         super().__init__(backbone)
         if prompt not in PROMPTS:
@@ -58,6 +65,7 @@ class SelfPromptNet(HeadOnFrozenSam):
         self.features = features
         self.refine = int(refine)
         self.box_margin = float(box_margin)
+        self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         channels = backbone.embed_dim * (1 + len(CONTEXT_SIZES) * ("context" in features)) + 3 * ("image" in features)
         self.classifier = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.classifier.weight)
@@ -113,7 +121,7 @@ class SelfPromptNet(HeadOnFrozenSam):
             return coarse
         prompt_masks = self.coarse_to_prompt_masks(coarse)
         points, boxes = mask_prompts(prompt_masks, self.prompt, self.box_margin)
-        low_res, _ = self.backbone.decode(embedding, points=points, boxes=boxes)
+        low_res = self._decode(embedding, points, boxes)
         for _ in range(self.refine):
             refined = self.backbone.upscale_logits(low_res)[:, 0] > 0
             refined = refined & (coarse[:, 0] > -1e3)  # not in the letterbox padding
@@ -121,7 +129,17 @@ class SelfPromptNet(HeadOnFrozenSam):
             masks = torch.where(keep[:, None, None], refined, prompt_masks)
             cleaned = torch.stack([torch.as_tensor(clean_mask(m.cpu().numpy())) for m in masks])
             _, boxes = mask_prompts(cleaned, "box", self.box_margin)
-            low_res, _ = self.backbone.decode(
-                embedding, points=points, boxes=boxes.to(low_res.device), mask_input=low_res
-            )
+            low_res = self._decode(embedding, points, boxes.to(low_res.device), mask_input=low_res)
         return self.backbone.upscale_logits(low_res)
+
+    def _decode(self, embedding, points, boxes, mask_input=None) -> torch.Tensor:
+        """The frozen decoder's low-res logits ``(B, 1, 4h, 4w)``, memoised by content when enabled."""
+
+        def decode() -> tuple[torch.Tensor]:
+            return (self.backbone.decode(embedding, points=points, boxes=boxes, mask_input=mask_input)[0],)
+
+        if self.decode_memo is None:
+            return decode()[0]
+        coords, labels = points if points is not None else (None, None)
+        inputs = (embedding, coords, labels, boxes, mask_input)
+        return self.decode_memo(decode, *inputs, extra=self.backbone.fingerprint)[0]

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from monai.data import CacheDataset
+from torch.utils.data import Subset
 
 from monai_sam.data import grouped_folds, load_and_preprocess, make_datalist, sample_shots
 from monai_sam.engines.checkpoint import save_checkpoint
@@ -66,13 +68,17 @@ def cross_validate(
     prompt_list = [network.prompt] if prompts is None else ([prompts] if isinstance(prompts, str) else list(prompts))
     folds = grouped_folds(items, n_folds=n_folds, seed=fold_seed)
     transform = load_and_preprocess(network.backbone)
+    # every image is loaded and preprocessed once for all folds, seeds, k and prompts (MONAI
+    # CacheDataset, deterministic transforms only); the encoder output comes from the embedding cache
+    loaded = CacheDataset(items, transform, progress=False, num_workers=0)
+    position = {id(item): index for index, item in enumerate(items)}
     output_dir = Path(output_dir)
     rows = []
     for k in shots_list:
         for seed in seed_list:
             for fold, (train_idx, test_idx) in enumerate(folds):
                 shots = sample_shots([items[i] for i in train_idx], k, seed)
-                fit_pixel_classifier(network, shots, transform)
+                fit_pixel_classifier(network, Subset(loaded, [position[id(shot)] for shot in shots]), None)
                 for prompt in prompt_list:
                     network.prompt = prompt
                     evaluator = build_evaluator(
@@ -82,6 +88,8 @@ def cross_validate(
                         device=device,
                         hd95=False,
                         progress=False,
+                        dataset=Subset(loaded, list(test_idx)),
+                        preprocessing=transform,
                     )
                     evaluator.run()
                     rows.append(
