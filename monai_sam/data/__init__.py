@@ -1,6 +1,12 @@
 """Data: readers, datalists and MONAI transforms shared by every method."""
 
-from monai_sam.data.datalists import ct_volume_datalist, image_folder_datalist, load_datalist_json, make_datalist
+from monai_sam.data.datalists import (
+    ct_volume_datalist,
+    image_folder_datalist,
+    load_datalist_json,
+    make_datalist,
+    skipped_slices,
+)
 from monai_sam.data.readers import DataError, read_ct_volume, read_mask, read_rgb, window_hu
 from monai_sam.data.splits import grouped_folds, sample_shots
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW, LoadSampled, load_and_preprocess, sam_preprocessing
@@ -20,5 +26,6 @@ __all__ = [
     "read_rgb",
     "sam_preprocessing",
     "sample_shots",
+    "skipped_slices",
     "window_hu",
 ]

@@ -9,11 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai_sam.data.readers import IMAGE_SUFFIXES, VOLUME_SUFFIXES, DataError
 
-__all__ = ["make_datalist", "image_folder_datalist", "ct_volume_datalist", "load_datalist_json"]
+__all__ = [
+    "make_datalist",
+    "image_folder_datalist",
+    "ct_volume_datalist",
+    "load_datalist_json",
+    "skipped_slices",
+]
 
 _IMAGE_DIRS = (("images", "masks"), ("Original", "Ground Truth"), ("Images", "Masks"), ("image", "mask"))
 
@@ -94,10 +101,47 @@ def _natural_sorted(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (1 << 30, p.stem))
 
 
+def skipped_slices(
+    volume, slab: Sequence[int] | None = None, body_hu: float | None = None, min_body_fraction: float = 0.01
+) -> list[bool]:
+    """Which axial slices of a ``(X, Y, Z)`` volume have nothing to segment (``True`` = skip).
+
+    A slice is skipped when it lies outside ``slab`` (``(first, last)`` slice indices, both included)
+    or, with ``body_hu``, when fewer than ``min_body_fraction`` of its voxels are above ``body_hu``
+    (e.g. -500 HU: air around the patient). A volume not in HU (e.g. intensities in [0, 1]) has
+    every voxel above -500, so the body test then skips nothing.
+    """
+    import numpy as np
+
+    depth = volume.shape[-1]
+    skip = [False] * depth
+    if slab is not None:
+        first, last = (int(v) for v in slab)
+        if not (0 <= first <= last):
+            raise DataError(f"slab must be (first, last) slice indices with 0 <= first <= last, got {tuple(slab)}.")
+        skip = [z < first or z > last for z in range(depth)]
+    if body_hu is not None:
+        body = (np.asarray(volume) > float(body_hu)).reshape(-1, depth).mean(axis=0)
+        skip = [s or bool(b < min_body_fraction) for s, b in zip(skip, body, strict=True)]
+    return skip
+
+
 def ct_volume_datalist(
-    image: str | os.PathLike, label: str | os.PathLike | None = None, case: str | None = None
+    image: str | os.PathLike,
+    label: str | os.PathLike | None = None,
+    case: str | None = None,
+    slab: Sequence[int] | None = None,
+    body_hu: float | None = None,
+    extra: Mapping | None = None,
 ) -> list[dict]:
-    """One item per axial slice of a CT volume (NIfTI file or DICOM series folder)."""
+    """One item per axial slice of a CT volume (NIfTI file or DICOM series folder).
+
+    Every item of the case also carries ``n_slices`` (so a writer knows when the case is complete)
+    and ``skip`` (see :func:`skipped_slices`): a network run through
+    :class:`monai_sam.engines.SkipSlicesInferer` spends no encoder pass on a skipped slice and
+    predicts it empty. ``extra`` fields (e.g. ``patient``, ``visit``, ``phase``) are copied into
+    every item; ``group`` defaults to ``extra["patient"]`` or the case.
+    """
     from monai_sam.data.readers import read_ct_volume
 
     image = Path(image)
@@ -107,26 +151,55 @@ def ct_volume_datalist(
         if label_volume.shape != volume.shape:
             raise DataError(f"Label {label} has shape {label_volume.shape} but image {image} has {volume.shape}.")
     case = case or image.name.split(".")[0]
+    extra = dict(extra or {})
+    group = str(extra.pop("group", extra.get("patient", case)))
+    skip = skipped_slices(volume, slab, body_hu)
     items = []
     for z in range(volume.shape[-1]):
-        item = {"image": str(image), "slice": z, "case": case, "group": case, "id": f"{case}_{z:04d}", "modality": "ct"}
+        item = {
+            **extra,
+            "image": str(image),
+            "slice": z,
+            "case": case,
+            "group": group,
+            "id": f"{case}_{z:04d}",
+            "modality": "ct",
+            "n_slices": int(volume.shape[-1]),
+            "skip": skip[z],
+        }
         if label is not None:
             item["label"] = str(label)
         items.append(item)
     return items
 
 
-def load_datalist_json(path: str | os.PathLike, key: str = "data") -> list[dict]:
-    """A datalist JSON: a list of items, or a dict holding one under ``key`` (relative paths from the file)."""
+def load_datalist_json(
+    path: str | os.PathLike, key: str = "data", slab: Sequence[int] | None = None, body_hu: float | None = None
+) -> list[dict]:
+    """A datalist JSON: a list of items, or a dict holding one under ``key`` (relative paths from the file).
+
+    Items are 2D images, CT slices (with ``slice``), or whole CT volumes (a NIfTI file or DICOM
+    folder without ``slice``, e.g. the 4D-Lung datalist of ``scripts/convert_4dlung.py``): a
+    volume item becomes one item per axial slice via :func:`ct_volume_datalist`, keeping its other
+    fields (``patient``, ``visit``, ``phase``...), so every item then goes through the same
+    :class:`monai_sam.data.LoadSampled`.
+    """
     path = Path(path)
     content = json.loads(path.read_text())
     items = content.get(key, content.get("training", [])) if isinstance(content, dict) else content
     out = []
     for item in items:
         item = dict(item)
+        if "image" not in item:
+            raise DataError(f"Datalist {path}: an item has no 'image' field: {item}.")
         for field in ("image", "label"):
             if field in item and not Path(item[field]).is_absolute():
                 item[field] = str((path.parent / item[field]).resolve())
+        image = Path(item["image"])
+        if "slice" not in item and (_is_volume(image) or _is_dicom_folder(image)):
+            extra = {k: v for k, v in item.items() if k not in ("image", "label", "case", "id", "modality")}
+            out.extend(ct_volume_datalist(image, item.get("label"), item.get("case"), slab, body_hu, extra))
+            continue
         item.setdefault(
             "id", Path(item["image"]).name.split(".")[0] + (f"_{item['slice']:04d}" if "slice" in item else "")
         )
@@ -135,26 +208,33 @@ def load_datalist_json(path: str | os.PathLike, key: str = "data") -> list[dict]
     return out
 
 
-def make_datalist(dataset_dir: str | os.PathLike, require_labels: bool = False) -> list[dict]:
-    """Recognise ``dataset_dir`` and return its items.
+def make_datalist(
+    dataset_dir: str | os.PathLike,
+    require_labels: bool = False,
+    slab: Sequence[int] | None = None,
+    body_hu: float | None = None,
+) -> list[dict]:
+    """Recognise ``dataset_dir`` and return its items (no flag says which kind it is).
 
     - a folder of 2D images (``images/`` + ``masks/``, CVC ``Original/`` + ``Ground Truth/`` or flat);
-    - a CT volume file (``.nii``/``.nii.gz``; a label beside it named ``*label*``/``*seg*`` is not guessed);
+    - a CT volume file (``.nii``/``.nii.gz``/...; a label beside it is not guessed);
     - a DICOM series folder;
-    - a folder ``imagesTs``/``imagesTr`` (+ ``labelsTr``) or of NIfTI volumes (one case each);
-    - a datalist ``.json``.
+    - a folder of NIfTI volumes (one case each);
+    - a datalist ``.json`` (2D items, CT slices or whole volumes).
+
+    ``slab`` and ``body_hu`` mark CT slices to skip (see :func:`skipped_slices`); 2D items never skip.
     """
     path = Path(dataset_dir).expanduser().absolute()  # items keep working from another folder
     if not path.exists():
         raise DataError(f"dataset_dir {path} does not exist; pass the folder or file to segment.")
     if path.is_file() and path.suffix.lower() == ".json":
-        return load_datalist_json(path)
+        return load_datalist_json(path, slab=slab, body_hu=body_hu)
     if _is_volume(path) or _is_dicom_folder(path):
-        return ct_volume_datalist(path)
+        return ct_volume_datalist(path, slab=slab, body_hu=body_hu)
     volumes = sorted(p for p in path.iterdir() if _is_volume(p)) if path.is_dir() else []
     if volumes:
         items = []
         for volume in volumes:
-            items.extend(ct_volume_datalist(volume))
+            items.extend(ct_volume_datalist(volume, slab=slab, body_hu=body_hu))
         return items
     return image_folder_datalist(path, require_labels=require_labels)

@@ -1,4 +1,4 @@
-"""DICOM series checks: one series per folder, no missing slices."""
+"""DICOM series checks (one series per folder, no missing slices) and the explicit resampling of an uneven series."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from monai_sam.data.readers import DataError
 
-__all__ = ["check_dicom_series"]
+__all__ = ["check_dicom_series", "resample_dicom_series"]
 
 
 def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
@@ -55,6 +55,59 @@ def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
         raise DataError(
             f"DICOM series {folder} is not evenly spaced: {steps[i]:.2f} mm between {positions[i][1]} and "
             f"{positions[i + 1][1]} (usual step {step:.2f} mm) - a slice is missing or the series is mixed. "
-            "Add the missing file or resample the series before segmenting it."
+            "Add the missing file, or resample the series explicitly (linear between slices) with "
+            f"`python scripts/resample_dicom_series.py --folder {folder} --output <file>.nii.gz` and segment that file."
         )
     return len(positions)
+
+
+def resample_dicom_series(folder: str | Path, output: str | Path, step: float | None = None) -> Path:
+    """Opt-in repair of an unevenly spaced (or gapped) series: slices linearly interpolated onto an even grid.
+
+    Reads every slice of the one series in ``folder`` (HU = stored value x RescaleSlope +
+    RescaleIntercept), sorts them along the slice normal and interpolates, voxel by voxel, onto
+    positions ``first + j * step`` (``step``: the median spacing by default), keeping the in-plane
+    grid, orientation and first position. Writes a NIfTI (RAS affine) that any bundle reads.
+    Several series in the folder are still an error: that is not something to interpolate.
+    """
+    import nibabel as nib
+    import pydicom
+
+    folder, output = Path(folder), Path(output)
+    slices = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception:
+            continue
+        if "ImagePositionPatient" in ds and "PixelData" in ds:
+            slices.append(ds)
+    if len(slices) < 2:
+        raise DataError(f"{folder} holds {len(slices)} DICOM image slices; at least two are needed to resample.")
+    if len({str(ds.SeriesInstanceUID) for ds in slices}) > 1:
+        raise DataError(f"{folder} mixes several DICOM series; put each series in its own folder first.")
+    orientation = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    slices.sort(key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))))
+    positions = np.asarray([float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))) for ds in slices])
+    if np.any(np.diff(positions) <= 0):
+        raise DataError(f"{folder}: several slices share one position; remove duplicate files.")
+    step = float(step) if step else float(np.median(np.diff(positions)))
+    stack = np.stack(
+        [
+            ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+            for ds in slices
+        ]
+    )  # (slices, rows, columns)
+    targets = positions[0] + step * np.arange(int(np.floor((positions[-1] - positions[0]) / step + 1e-6)) + 1)
+    upper = np.clip(np.searchsorted(positions, targets, side="right"), 1, len(positions) - 1)
+    weight = ((targets - positions[upper - 1]) / (positions[upper] - positions[upper - 1])).astype(np.float32)
+    volume = stack[upper - 1] * (1 - weight[:, None, None]) + stack[upper] * weight[:, None, None]
+    row_spacing, column_spacing = (float(v) for v in slices[0].PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1] = orientation[:3] * column_spacing, orientation[3:] * row_spacing
+    lps[:3, 2], lps[:3, 3] = normal * step, np.asarray(slices[0].ImagePositionPatient, float)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.rint(volume.transpose(2, 1, 0)).astype(np.int16), affine), str(output))
+    return output

@@ -36,6 +36,8 @@ class LoadSampled(MapTransform):
     The modality is the switch: items with a ``slice`` index (``modality == "ct"``) are axial slices
     of a CT volume (windowed from HU and repeated to three channels); the others are 2D image files
     (PNG/JPG/TIFF, 8/16 bit, grey/RGB/RGBA). Everything after this transform is the same for both.
+    The image's meta records ``slice`` (-1 for 2D) and ``skip`` (the item's flag, for
+    :class:`monai_sam.engines.SkipSlicesInferer`).
 
     Args:
         keys: image key and, optionally, label key (default ``("image", "label")``).
@@ -64,7 +66,9 @@ class LoadSampled(MapTransform):
         image_key, label_key = (list(self.keys) + [None])[:2]
         is_ct = "slice" in item or item.get("modality") == "ct"
         image = self._ct_image(item, image_key) if is_ct else read_rgb(item[image_key]).transpose(2, 0, 1)
-        item[image_key] = _meta_tensor(image, str(item[image_key]), {"slice": item.get("slice", -1)})
+        item[image_key] = _meta_tensor(
+            image, str(item[image_key]), {"slice": item.get("slice", -1), "skip": bool(item.get("skip", False))}
+        )
         if label_key is not None and item.get(label_key) is not None:
             label = self._ct_label(item, label_key) if is_ct else read_mask(item[label_key])
             if tuple(label.shape) != tuple(image.shape[-2:]):

@@ -3,12 +3,15 @@
 from monai_sam.engines.evaluation import build_evaluator, postprocessing, prepare_image_batch
 from monai_sam.engines.metrics_handler import PerImageMetrics
 from monai_sam.engines.training import TrainingCheckpoints, unwrap_parallel
+from monai_sam.engines.volume import SkipSlicesInferer, VolumeWriter
 from monai_sam.engines.writers import SaveMaskd, output_stem
 
 __all__ = [
     "PerImageMetrics",
     "SaveMaskd",
+    "SkipSlicesInferer",
     "TrainingCheckpoints",
+    "VolumeWriter",
     "build_evaluator",
     "output_stem",
     "postprocessing",

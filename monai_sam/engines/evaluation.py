@@ -9,12 +9,12 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator
 from monai.handlers import StatsHandler
-from monai.inferers import SimpleInferer
 from monai.transforms import AsDiscreted, Compose, Invertd
 from torch.utils.data import Dataset as TorchDataset
 
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW, load_and_preprocess
 from monai_sam.engines.metrics_handler import PerImageMetrics
+from monai_sam.engines.volume import SkipSlicesInferer, VolumeWriter
 from monai_sam.engines.writers import SaveMaskd
 
 __all__ = ["postprocessing", "build_evaluator", "prepare_image_batch"]
@@ -57,8 +57,13 @@ def build_evaluator(
     progress: bool = True,
     dataset: TorchDataset | None = None,
     preprocessing: Compose | None = None,
+    write_volumes: bool = True,
 ) -> SupervisedEvaluator:
     """One image per iteration (images differ in size): predict, map back, score, write.
+
+    CT slices flagged ``skip`` cost no network pass (:class:`SkipSlicesInferer`); with ``output_dir``,
+    ``save_masks`` and ``write_volumes``, each CT case is also written as ``<case>_seg.nii.gz`` on the
+    input's grid (:class:`VolumeWriter`).
 
     ``dataset``: the items already loaded (e.g. a MONAI ``CacheDataset`` or a subset of one), used
     instead of loading ``items`` again; ``preprocessing`` must then be the very transform that
@@ -79,10 +84,12 @@ def build_evaluator(
         val_data_loader=loader,
         network=network,
         prepare_batch=prepare_image_batch,
-        inferer=SimpleInferer(),
+        inferer=SkipSlicesInferer(),
         postprocessing=postprocessing(preprocessing, output_dir if save_masks else None, overlay, ct_window),
         val_handlers=handlers,
         amp=False,
     )
     PerImageMetrics(output_dir, hd95=hd95, name=metrics_name).attach(evaluator)
+    if output_dir is not None and save_masks and write_volumes:
+        VolumeWriter(output_dir).attach(evaluator)
     return evaluator

@@ -46,7 +46,10 @@ class PerImageMetrics:
         self.rows = []
 
     def _score(self, engine: Engine) -> None:
-        for item in engine.state.output:
+        outputs, batch = engine.state.output, engine.state.batch
+        batch = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
+        # MONAI's engines keep the datalist fields (id, group, slice...) in the batch, pred/label in the output
+        for item in ({**fields, **output} for fields, output in zip(batch, outputs, strict=True)):
             if item.get("label") is None:
                 continue
             label = torch.as_tensor(item["label"]).reshape(1, *item["label"].shape[-2:])

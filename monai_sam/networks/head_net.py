@@ -24,7 +24,9 @@ def with_meta_of(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return output
     from monai.data import MetaTensor
 
-    return MetaTensor(output, meta=images.meta, applied_operations=images.applied_operations)
+    out = MetaTensor(as_plain_tensor(output), applied_operations=images.applied_operations)
+    out.meta = dict(images.meta)  # set after construction: MetaTensor's constructor cannot read collated meta of B > 1
+    return out
 
 
 def letterboxes_of(images: torch.Tensor, input_size: int) -> list[Letterbox]:
