@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import fire
-import torch
 from monai.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -24,7 +23,8 @@ def main(dataset_dir: str, cache_dir: str, backbone: str = "lite_medsam", checkp
     start = time.perf_counter()
     for batch in tqdm(loader, desc=f"encoding {len(items)} images"):
         net.encode(batch["image"], return_features=True)
-    print(f"{len(items)} images in {time.perf_counter() - start:.1f} s; misses {net.cache.misses}, hits {net.cache.hits}")
+    elapsed = time.perf_counter() - start
+    print(f"{len(items)} images in {elapsed:.1f} s; misses {net.cache.misses}, hits {net.cache.hits}")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class APMCross(nn.Module):
     def memories(self, features: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each level -> ``(memory (B, h*w, D), positional (B, h*w, D))``."""
         out = []
-        for level, (feature, project) in enumerate(zip(features, self.projections)):
+        for level, (feature, project) in enumerate(zip(features, self.projections, strict=True)):
             feature = feature.float()
             if self.feature_pool > 1:
                 feature = F.avg_pool2d(feature, self.feature_pool)

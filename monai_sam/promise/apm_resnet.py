@@ -70,11 +70,11 @@ class APMResNet(nn.Module):
         )
         self.stem = nn.Sequential(_conv_bn_relu(fuse_dim, widths[0], 3), nn.MaxPool2d(3, stride=2, padding=1))
         stages, cin = [], widths[0]
-        for i, (width, count) in enumerate(zip(widths, blocks)):
+        for i, (width, count) in enumerate(zip(widths, blocks, strict=True)):
             stages.append(_stage(cin, width, count, stride=1 if i == 0 else 2))
             cin = width
         self.trunk = nn.Sequential(*stages)
-        self.prompt_head = PromptHead(cin, num_points, prompt, per_query=False)
+        self.head = PromptHead(cin, num_points, prompt, per_query=False)
 
     def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor | None]:
         if len(features) != self.num_levels:
@@ -84,4 +84,4 @@ class APMResNet(nn.Module):
         maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear") for m in maps]
         x = self.trunk(self.stem(self.fuse(torch.cat(maps, dim=1))))
         pooled = x.mean(dim=(2, 3))
-        return self.prompt_head(pooled, pooled)
+        return self.head(pooled, pooled)

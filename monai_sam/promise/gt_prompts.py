@@ -25,7 +25,7 @@ def gt_prompts(
     valid: list[tuple[int, int]],
     num_points: int = 16,
     seed: int | None = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     """Points (first half foreground, second half background) and the tight box of each label.
 
     Args:
@@ -46,7 +46,7 @@ def gt_prompts(
     coords = np.zeros((len(masks), num_points, 2), np.float32)
     point_labels = -np.ones((len(masks), num_points), np.int64)
     boxes = np.zeros((len(masks), 4), np.float32)
-    for b, (mask, (h, w)) in enumerate(zip(masks, valid)):
+    for b, (mask, (h, w)) in enumerate(zip(masks, valid, strict=True)):
         if seed is None:
             rng = np.random.default_rng(np.random.randint(0, 2**31))
         else:
@@ -60,4 +60,4 @@ def gt_prompts(
         box = mask_to_box(inside > 0)
         boxes[b] = np.asarray([0, 0, w, h], np.float32) if box is None else np.asarray(box, np.float32)
     device = labels.device
-    return torch.from_numpy(coords).to(device), torch.from_numpy(point_labels).to(device), torch.from_numpy(boxes).to(device)
+    return tuple(torch.from_numpy(a).to(device) for a in (coords, point_labels, boxes))

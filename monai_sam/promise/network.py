@@ -8,14 +8,27 @@ from monai_sam.backbones import FrozenSam
 from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
 from monai_sam.promise.apm_cross import APMCross
 from monai_sam.promise.apm_resnet import APMResNet
+from monai_sam.promise.feature_cache import HalfFeatureCache
 from monai_sam.promise.gt_prompts import gt_prompts
 from monai_sam.promise.ips import IPS, shifted_mask_tokens
 from monai_sam.promise.prompt_head import check_prompt, point_labels
 
-__all__ = ["APM_INPUTS", "MODES", "ProMISeNet"]
+__all__ = ["APM_INPUTS", "MODES", "ProMISeNet", "check_automatic"]
 
 MODES = ("APM_cross", "APM_resnet", "APM_IPS_cross", "APM_IPS_resnet", "IPS_GT")
 APM_INPUTS = ("intermediate", "embedding")
+
+
+def check_automatic(mode: str) -> str:
+    """``mode`` if it runs without ground truth (the APM modes); a clear error for ``IPS_GT``."""
+    if mode == "IPS_GT":
+        raise ValueError(
+            "mode IPS_GT needs ground-truth prompts: evaluate it with evaluate.json; inference is fully "
+            "automatic (choose an APM mode: APM_cross, APM_resnet, APM_IPS_cross, APM_IPS_resnet)"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode
 
 
 class ProMISeNet(HeadOnFrozenSam):
@@ -77,7 +90,9 @@ class ProMISeNet(HeadOnFrozenSam):
             variant = APMCross if mode.endswith("cross") else APMResNet
             channels = backbone.feature_channels() if apm_input == "intermediate" else [backbone.embed_dim]
             self.apm = variant(channels, num_points=self.num_points, prompt=prompt, **(apm or {}))
-        self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden) if "IPS" in mode else None
+        self.ips: IPS | None = None
+        if "IPS" in mode:
+            self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
 
     # ------------------------------------------------------------------------------ encoder
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -94,6 +109,8 @@ class ProMISeNet(HeadOnFrozenSam):
         embedding = embedding.float()
         if self.apm is not None and self.apm_input == "embedding":
             return embedding, [embedding]
+        if isinstance(self.backbone.cache, HalfFeatureCache):  # same numbers whether or not the entry was cached yet
+            return embedding, [f.half().float() for f in features]
         return embedding, [f.float() for f in features]
 
     # ------------------------------------------------------------------------------ prompts
@@ -125,7 +142,8 @@ class ProMISeNet(HeadOnFrozenSam):
         points, boxes = self.prompts(images, features, label)
         shift = self.ips(embedding) if self.ips is not None else None
         low_res = []
-        for b in range(embedding.shape[0]):  # the decoder takes one image per call (it repeats the image per prompt set)
+        # the decoder takes one image per call (it repeats the image for every prompt set it is given)
+        for b in range(embedding.shape[0]):
             with shifted_mask_tokens(self.backbone.mask_decoder, None if shift is None else shift[b : b + 1]):
                 logits, _ = self.backbone.decode(
                     embedding[b : b + 1],

@@ -5,21 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from monai.transforms import (
-    AsDiscreted,
-    Compose,
-    RandAdjustContrastd,
-    RandFlipd,
-    RandRotated,
-    RandScaleIntensityd,
-    Resized,
-    SpatialPadd,
-)
+from monai.transforms import Compose, CopyItemsd, RandAdjustContrastd, RandFlipd, RandRotated, RandScaleIntensityd
 
-from monai_sam.data import LoadSampled, sam_preprocessing
+from monai_sam.data import LoadSampled, load_and_preprocess, sam_preprocessing
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW
 
-__all__ = ["augmentations", "train_transforms"]
+__all__ = ["augmentations", "eval_transforms", "train_transforms"]
 
 
 def augmentations(keys: Sequence[str] = ("image", "label")) -> list:
@@ -41,18 +32,22 @@ def augmentations(keys: Sequence[str] = ("image", "label")) -> list:
 def train_transforms(backbone, augment: bool = False, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
     """Item -> ``image (3, S, S)`` in the backbone's input frame and ``label (1, S, S)`` (0/1) in the same frame.
 
-    The label is resized with nearest interpolation and padded like the image, so the loss compares
-    input-frame logits with it directly. ``augment`` inserts :func:`augmentations` before the SAM
+    :func:`monai_sam.data.load_and_preprocess` with the label in the input frame (what the loss
+    compares the input-frame logits with); ``augment`` inserts :func:`augmentations` before the SAM
     preprocessing.
     """
-    size = backbone.input_size
-    steps = [LoadSampled(ct_window=ct_window)]
-    if augment:
-        steps += augmentations()
-    steps += [
-        sam_preprocessing(size, backbone.normalization),
-        Resized(keys="label", spatial_size=size, size_mode="longest", mode="nearest"),
-        SpatialPadd(keys="label", spatial_size=(size, size), method="end"),
-        AsDiscreted(keys="label", threshold=0.5),
-    ]
-    return Compose(steps)
+    return load_and_preprocess(
+        backbone, ct_window=ct_window, label_in_input_frame=True, augmentation=augmentations() if augment else None
+    )
+
+
+def eval_transforms(backbone, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
+    """Evaluation at the original resolution: ``image (3, S, S)``, ``label`` at its own size (metrics),
+    and ``prompt_label (1, S, S)``, an input-frame copy of the label for mode ``IPS_GT``'s prompts."""
+    return Compose(
+        [
+            LoadSampled(ct_window=ct_window),
+            CopyItemsd(keys="label", names="prompt_label"),
+            sam_preprocessing(backbone.input_size, backbone.normalization, label_keys=("prompt_label",)),
+        ]
+    )
