@@ -1,0 +1,168 @@
+"""ProMISe network: frozen SAM + APM (automatic prompts) and/or IPS (mask-token shift)."""
+
+from __future__ import annotations
+
+import torch
+
+from monai_sam.backbones import FrozenSam
+from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
+from monai_sam.promise.apm_cross import APMCross
+from monai_sam.promise.apm_resnet import APMResNet
+from monai_sam.promise.feature_cache import HalfFeatureCache
+from monai_sam.promise.gt_prompts import gt_prompts
+from monai_sam.promise.ips import IPS, shifted_mask_tokens
+from monai_sam.promise.prompt_head import check_prompt, point_labels
+
+__all__ = ["APM_INPUTS", "MODES", "ProMISeNet", "check_automatic"]
+
+MODES = ("APM_cross", "APM_resnet", "APM_IPS_cross", "APM_IPS_resnet", "IPS_GT")
+APM_INPUTS = ("intermediate", "embedding")
+
+
+def check_automatic(mode: str) -> str:
+    """``mode`` if it runs without ground truth (the APM modes); a clear error for ``IPS_GT``."""
+    if mode == "IPS_GT":
+        raise ValueError(
+            "mode IPS_GT needs ground-truth prompts: evaluate it with evaluate.json; inference is fully "
+            "automatic (choose an APM mode: APM_cross, APM_resnet, APM_IPS_cross, APM_IPS_resnet)"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode
+
+
+class ProMISeNet(HeadOnFrozenSam):
+    """ProMISe (Wang et al. 2024) on a frozen SAM: one module, images in, input-frame logits out.
+
+    Modes: ``APM_cross`` / ``APM_resnet`` (the APM predicts the prompts), ``APM_IPS_*`` (plus the
+    IPS shift of the mask tokens), ``IPS_GT`` (IPS with prompts taken from the ground truth, which
+    ``forward`` then needs as ``label``; seeded and identical at every evaluation). The APM modes are
+    fully automatic. Prompts go through SAM's frozen prompt encoder, so the APM learns from the mask
+    loss; the decoder answers with its single-mask output (mask token 0).
+
+    Args:
+        backbone: the frozen SAM.
+        mode: one of :data:`MODES`.
+        prompt: ``points`` (N points, first half positive), ``box`` or ``points+box``. LiteMedSAM was
+            trained with boxes and answers poorly to points alone.
+        num_points: ``N`` (default 16).
+        apm: keyword arguments of :class:`APMCross` / :class:`APMResNet` (sizes, ``feature_pool``).
+        apm_input: what the APM reads: ``intermediate`` (the paper: the encoder's intermediate levels,
+            ``backbone.feature_layers``) or ``embedding`` (the final image embedding as the only level --
+            already in the project's embedding cache, so no extra encoder pass nor a second ~10 MB/image
+            feature cache; the CPU-friendly choice).
+        ips_hidden: IPS hidden width (paper 1024).
+        gt_seed: seed of the ground-truth prompt sampling at evaluation (``IPS_GT``); in training
+            the draws are fresh each step (NumPy's global generator, seeded by ``set_determinism``).
+        cache_in_training: ``True`` reads the encoder's outputs through the backbone's cache also in
+            training (images not augmented); ``False`` encodes every training batch afresh (needed
+            when augmentations change the image: caching those would only fill the cache).
+
+    ``forward(images (B, 3, S, S), label (B, 1, S, S) | None)`` -> logits ``(B, 1, S, S)`` in the input
+    frame, carrying the input's MONAI meta.
+    """
+
+    def __init__(
+        self,
+        backbone: FrozenSam,
+        mode: str = "APM_IPS_cross",
+        prompt: str = "box",
+        num_points: int = 16,
+        apm: dict | None = None,
+        apm_input: str = "intermediate",
+        ips_hidden: int = 1024,
+        gt_seed: int = 0,
+        cache_in_training: bool = True,
+    ) -> None:
+        super().__init__(backbone)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        self.mode = mode
+        self.prompt = check_prompt(prompt)
+        self.num_points = int(num_points)
+        self.gt_seed = gt_seed
+        self.cache_in_training = cache_in_training
+        if apm_input not in APM_INPUTS:
+            raise ValueError(f"apm_input must be one of {', '.join(APM_INPUTS)}; got {apm_input!r}")
+        self.apm_input = apm_input
+        self.apm: APMCross | APMResNet | None = None
+        if mode.startswith("APM"):
+            variant = APMCross if mode.endswith("cross") else APMResNet
+            channels = backbone.feature_channels() if apm_input == "intermediate" else [backbone.embed_dim]
+            self.apm = variant(channels, num_points=self.num_points, prompt=prompt, **(apm or {}))
+        self.ips: IPS | None = None
+        if "IPS" in mode:
+            self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
+
+    # ------------------------------------------------------------------------------ encoder
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(B, 3, S, S)`` -> embedding ``(B, C, h, w)`` and (APM modes) the APM's input levels as float32."""
+        wants_features = self.apm is not None and self.apm_input == "intermediate"
+        if self.training and not self.cache_in_training:
+            embedding, features = self.backbone.encode_uncached(
+                images, self.backbone.feature_layers if wants_features else ()
+            )
+        elif wants_features:
+            embedding, features = self.backbone.encode(images, return_features=True)
+        else:
+            embedding, features = self.backbone.encode(images), []
+        embedding = embedding.float()
+        if self.apm is not None and self.apm_input == "embedding":
+            return embedding, [embedding]
+        if isinstance(self.backbone.cache, HalfFeatureCache):  # same numbers whether or not the entry was cached yet
+            return embedding, [f.half().float() for f in features]
+        return embedding, [f.float() for f in features]
+
+    # ------------------------------------------------------------------------------ prompts
+    def prompts(
+        self, images: torch.Tensor, features: list[torch.Tensor], label: torch.Tensor | None
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+        """SAM prompts in the input frame: ``points ((B, N, 2), (B, N)) | None`` and ``boxes (B, 4) | None``."""
+        size = self.backbone.input_size
+        batch = images.shape[0]
+        if self.apm is not None:
+            out = self.apm(features)
+            points = None
+            if out["points"] is not None:
+                points = (out["points"] * size, point_labels(batch, out["points"].shape[1], images.device))
+            return points, None if out["box"] is None else out["box"] * size
+        if label is None:
+            raise ValueError("mode IPS_GT samples its prompts from the ground truth: call forward(images, label)")
+        valid = [frame.resized_size for frame in letterboxes_of(images, size)]
+        coords, labels, boxes = gt_prompts(
+            as_plain_tensor(label), valid, self.num_points, seed=None if self.training else self.gt_seed
+        )
+        points = (coords, labels) if "points" in self.prompt else None
+        return points, boxes if "box" in self.prompt else None
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        plain = as_plain_tensor(images)
+        embedding, features = self.encode(plain)
+        points, boxes = self.prompts(images, features, label)
+        shift = self.ips(embedding) if self.ips is not None else None
+        low_res = []
+        # the decoder takes one image per call (it repeats the image for every prompt set it is given)
+        for b in range(embedding.shape[0]):
+            with shifted_mask_tokens(self.backbone.mask_decoder, None if shift is None else shift[b : b + 1]):
+                logits, _ = self.backbone.decode(
+                    embedding[b : b + 1],
+                    points=None if points is None else (points[0][b : b + 1], points[1][b : b + 1]),
+                    boxes=None if boxes is None else boxes[b : b + 1],
+                )
+            low_res.append(logits)
+        return _with_batch_meta(self.backbone.upscale_logits(torch.cat(low_res)), images)
+
+
+def _with_batch_meta(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """:func:`with_meta_of` that also takes a collated batch of several images (MONAI's ``MetaTensor``
+    constructor rejects batched meta; assigning it keeps ``Invertd`` working after decollation)."""
+    if not hasattr(images, "applied_operations") or images.shape[0] == 1:
+        return with_meta_of(output, images)
+    from monai.data import MetaTensor
+
+    out = MetaTensor(output)
+    out.meta = images.meta
+    out.applied_operations = images.applied_operations
+    out.is_batch = getattr(images, "is_batch", True)
+    return out
