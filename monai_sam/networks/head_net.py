@@ -26,6 +26,7 @@ def with_meta_of(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
     out = MetaTensor(as_plain_tensor(output), applied_operations=images.applied_operations)
     out.meta = dict(images.meta)  # set after construction: MetaTensor's constructor cannot read collated meta of B > 1
+    out.is_batch = getattr(images, "is_batch", False)  # so that decollation splits it like the input
     return out
 
 

@@ -151,18 +151,4 @@ class ProMISeNet(HeadOnFrozenSam):
                     boxes=None if boxes is None else boxes[b : b + 1],
                 )
             low_res.append(logits)
-        return _with_batch_meta(self.backbone.upscale_logits(torch.cat(low_res)), images)
-
-
-def _with_batch_meta(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """:func:`with_meta_of` that also takes a collated batch of several images (MONAI's ``MetaTensor``
-    constructor rejects batched meta; assigning it keeps ``Invertd`` working after decollation)."""
-    if not hasattr(images, "applied_operations") or images.shape[0] == 1:
-        return with_meta_of(output, images)
-    from monai.data import MetaTensor
-
-    out = MetaTensor(output)
-    out.meta = images.meta
-    out.applied_operations = images.applied_operations
-    out.is_batch = getattr(images, "is_batch", True)
-    return out
+        return with_meta_of(self.backbone.upscale_logits(torch.cat(low_res)), images)
