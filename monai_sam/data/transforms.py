@@ -102,12 +102,21 @@ class LoadSampled(MapTransform):
         return volume[:, :, z]
 
 
-def sam_preprocessing(input_size: int, normalization: str, keys: Sequence[str] = ("image",)) -> Compose:
+def sam_preprocessing(
+    input_size: int,
+    normalization: str,
+    keys: Sequence[str] = ("image",),
+    label_keys: Sequence[str] = (),
+) -> Compose:
     """The backbone's preprocessing as invertible MONAI transforms (so ``Invertd`` maps predictions back).
 
     Longest side resized (bilinear) to ``input_size``; intensity normalised (``"minmax"``: the
     resized image scaled to [0, 1], LiteMedSAM; ``"meanstd"``: SAM's pixel mean/std); zero-padded
     bottom/right to ``input_size x input_size``. Output ``(3, S, S)``.
+
+    ``label_keys`` (e.g. ``("label",)`` for training) are resized with nearest-neighbour
+    interpolation and padded the same way, so a label ``(1, H, W)`` becomes ``(1, S, S)`` aligned
+    with the image; they are not normalised.
     """
     if normalization == "minmax":
         normalise = ScaleIntensityd(keys=keys, minv=0.0, maxv=1.0)
@@ -121,15 +130,32 @@ def sam_preprocessing(input_size: int, normalization: str, keys: Sequence[str] =
         )
     else:
         raise ValueError(f"normalization must be 'minmax' or 'meanstd', got {normalization!r}")
+    spatial_keys = list(keys) + list(label_keys)
+    modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_keys)
     return Compose(
         [
-            Resized(keys=keys, spatial_size=input_size, size_mode="longest", mode="bilinear"),
+            Resized(keys=spatial_keys, spatial_size=input_size, size_mode="longest", mode=modes),
             normalise,
-            SpatialPadd(keys=keys, spatial_size=(input_size, input_size), method="end"),
+            SpatialPadd(keys=spatial_keys, spatial_size=(input_size, input_size), method="end"),
         ]
     )
 
 
-def load_and_preprocess(backbone, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
-    """``LoadSampled`` + the backbone's preprocessing of ``image`` (the label stays at its own size)."""
-    return Compose([LoadSampled(ct_window=ct_window), sam_preprocessing(backbone.input_size, backbone.normalization)])
+def load_and_preprocess(
+    backbone,
+    ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
+    label_in_input_frame: bool = False,
+    augmentation: Sequence | None = None,
+) -> Compose:
+    """``LoadSampled`` + [``augmentation``] + the backbone's preprocessing of ``image``.
+
+    By default the label stays at its own size (metrics are computed at the original resolution).
+    With ``label_in_input_frame=True`` (training) the label goes through the same resize (nearest)
+    and padding as the image and comes out ``(1, S, S)``. ``augmentation`` is a list of MONAI
+    dictionary transforms applied to the loaded ``image``/``label`` (RGB 0-255, original size)
+    before the preprocessing.
+    """
+    label_keys = ("label",) if label_in_input_frame else ()
+    steps = [LoadSampled(ct_window=ct_window), *(augmentation or [])]
+    steps.append(sam_preprocessing(backbone.input_size, backbone.normalization, label_keys=label_keys))
+    return Compose(steps)

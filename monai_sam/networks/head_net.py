@@ -73,3 +73,21 @@ class HeadOnFrozenSam(nn.Module):
         merged = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
         merged.update({k: v for k, v in state_dict.items() if not k.startswith("backbone.")})
         return super().load_state_dict(merged, strict=strict, assign=assign)
+
+
+def assert_head_only_optimizer(optimizer: torch.optim.Optimizer, network: nn.Module) -> torch.optim.Optimizer:
+    """Raise if ``optimizer`` holds any parameter of ``network``'s frozen backbone (or any frozen
+    parameter at all); return the optimizer unchanged otherwise, so a config can wrap it."""
+    module = network.module if hasattr(network, "module") and isinstance(network.module, nn.Module) else network
+    backbone_ids = {id(p) for p in module.backbone.parameters()} if hasattr(module, "backbone") else set()
+    offending = []
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if id(parameter) in backbone_ids or not parameter.requires_grad:
+                offending.append(parameter)
+    if offending:
+        raise ValueError(
+            f"the optimizer holds {len(offending)} frozen/backbone parameter(s); build it from "
+            "network.head_parameters() so SAM stays frozen"
+        )
+    return optimizer
