@@ -44,7 +44,8 @@ def encoder_blocks(backbone: FrozenSam) -> list[EncoderBlock]:
         grid = backbone.input_size // encoder.patch_embed.proj.kernel_size[0]
         for block in encoder.blocks:
             dim = block.attn.qkv.in_features
-            out.append(EncoderBlock(block, block.attn.qkv, torch.arange(dim), torch.arange(2 * dim, 3 * dim), dim, grid))
+            q_index, v_index = torch.arange(dim), torch.arange(2 * dim, 3 * dim)
+            out.append(EncoderBlock(block, block.attn.qkv, q_index, v_index, dim, grid))
         return out
     if hasattr(encoder, "layers"):  # TinyViT: qkv rows are, per head, [q (key_dim) | k (key_dim) | v (d)]
         for layer in encoder.layers:

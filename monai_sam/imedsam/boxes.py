@@ -22,7 +22,7 @@ from monai_sam.backbones import Letterbox
 from monai_sam.data import DataError, read_mask
 from monai_sam.prompts import mask_to_box
 
-__all__ = ["BOX_SOURCES", "BoxFromSourced", "BoxToFramed", "RandJitterBoxd"]
+__all__ = ["BOX_SOURCES", "BoxFromSourced", "BoxToFramed", "RandJitterBoxd", "boxes_of"]
 
 BOX_SOURCES = ("label", "json", "masks")
 
@@ -115,3 +115,21 @@ class BoxToFramed(MapTransform):
         item["box"] = frame.boxes_to_input(torch.as_tensor(item["box"], dtype=torch.float32))
         item["image"].meta["box"] = item["box"]
         return item
+
+
+def boxes_of(images: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 4)`` input-frame XYXY boxes: ``boxes`` when given, else the ``box`` entry of the images' MetaTensor
+    meta (written by :class:`BoxToFramed`, collated by MONAI's ``DataLoader``)."""
+    if boxes is None:
+        meta = images.meta if hasattr(images, "meta") else {}
+        if "box" not in meta:
+            raise ValueError(
+                "I-MedSAM needs a box per image: pass boxes=(B, 4) input-frame XYXY, or preprocess with "
+                "monai_sam.imedsam.inference_transforms(backbone, box_source='label'|'json'|'masks', box_path=...) "
+                "so that each image's meta carries 'box'."
+            )
+        boxes = meta["box"]
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    if boxes.shape[0] != images.shape[0]:
+        raise ValueError(f"{boxes.shape[0]} boxes for {images.shape[0]} images")
+    return boxes

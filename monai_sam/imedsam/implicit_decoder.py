@@ -47,7 +47,7 @@ class FourierFeatures(nn.Module):
 
 
 def _mlp(sizes: list[int]) -> nn.ModuleList:
-    return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+    return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 @dataclass

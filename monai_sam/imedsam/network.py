@@ -6,14 +6,14 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
 from monai_sam.imedsam.blocks import encoder_blocks
+from monai_sam.imedsam.boxes import boxes_of
 from monai_sam.imedsam.frequency_adapter import FrequencyAdapters, fft_amplitude
-from monai_sam.imedsam.lora import LoRAAdapters
 from monai_sam.imedsam.implicit_decoder import DecoderOutput, FourierFeatures, ImplicitDecoder
+from monai_sam.imedsam.lora import LoRAAdapters
 from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
 
 __all__ = ["IMedSamNet", "ADAPTERS"]
@@ -46,7 +46,9 @@ class IMedSamNet(HeadOnFrozenSam):
         adapters: ``none`` | ``lora`` | ``fa`` | ``lora+fa``.
         lora_rank: LoRA rank (4).
         output_size: side ``R`` of the square output frame of :meth:`forward` (the letterboxed input
-            frame rendered at ``R x R``); ``None`` = the encoder input size ``S``.
+            frame rendered at ``R x R``); ``None`` = the encoder input size ``S`` (MONAI Label's
+            contract); ``"native"`` = the largest original side in the batch (each image at its own
+            resolution once :class:`~monai_sam.imedsam.transforms.ToOutputSized` crops the frame).
         num_frequencies: Fourier bands of ``(x, y)`` (10).
         coarse_hidden / fine_hidden / coarse_feature_dim: MLP widths (paper: (1024, 512), (256, 256, 128), 256;
             the LiteMedSAM bundle uses narrower ones so that a CPU renders an image in seconds).
@@ -59,7 +61,7 @@ class IMedSamNet(HeadOnFrozenSam):
         backbone: FrozenSam,
         adapters: str = "none",
         lora_rank: int = 4,
-        output_size: int | None = None,
+        output_size: int | str | None = None,
         num_frequencies: int = 10,
         coarse_hidden: Sequence[int] = (1024, 512),
         fine_hidden: Sequence[int] = (256, 256, 128),
@@ -73,7 +75,9 @@ class IMedSamNet(HeadOnFrozenSam):
         if adapters not in ADAPTERS:
             raise ValueError(f"adapters must be one of {ADAPTERS}, got {adapters!r}")
         self.adapters = adapters
-        self.output_size = None if output_size is None else int(output_size)
+        if output_size is not None and output_size != "native" and int(output_size) < 1:
+            raise ValueError(f"output_size must be None, 'native' or a positive int, got {output_size!r}")
+        self.output_size = output_size if output_size in (None, "native") else int(output_size)
         self.chunk_size = int(chunk_size)
         blocks = encoder_blocks(backbone) if adapters != "none" else []
         self.lora = LoRAAdapters(blocks, lora_rank) if "lora" in adapters else None
@@ -90,7 +94,9 @@ class IMedSamNet(HeadOnFrozenSam):
             tuple(coarse_hidden),
             tuple(fine_hidden),
             coarse_feature_dim,
-            dropout=dropout, refine_ratio=refine_ratio, seed=seed
+            dropout=dropout,
+            refine_ratio=refine_ratio,
+            seed=seed,
         )
 
     # ------------------------------------------------------------------------------ encoder
@@ -150,7 +156,7 @@ class IMedSamNet(HeadOnFrozenSam):
     def point_features(self, maps: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps ``(B, M, H', W')`` at coordinates ``(B, N, 2)`` ((x, y) in [0, 1] of the input frame) ->
         features ``(B, N, D)`` and SAM's mask logit there ``(B, N)``."""
-        sampled = F.grid_sample(maps, (2 * coords - 1)[:, :, None, :], mode="bilinear", align_corners=False)
+        sampled = F.grid_sample(maps, (2 * coords - 1)[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
         sampled = sampled[..., 0].transpose(1, 2)  # (B, N, M)
         size = self.backbone.input_size
         pe = self.backbone.prompt_encoder.pe_layer.forward_with_coords(coords * size, (size, size))
@@ -169,16 +175,16 @@ class IMedSamNet(HeadOnFrozenSam):
     def forward(
         self, images: torch.Tensor, boxes: torch.Tensor | None = None, points: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Images ``(B, 3, S, S)`` -> logits ``(B, 1, R, R)`` in the input frame rendered at ``R = output_size or S``.
+        """Images ``(B, 3, S, S)`` -> logits ``(B, 1, R, R)`` in the input frame rendered at ``R`` (:meth:`frame_size`).
 
         With ``points (B, N, 2)`` (training): ``{"logits": (B, 1, N), "coarse": (B, 1, N)}`` at those points.
         """
-        boxes = self.boxes_of(images, boxes)
+        boxes = boxes_of(images, boxes)
         if points is not None:
             out = self.decode_points(images, boxes, points)
             return {"logits": out.logits[:, None], "coarse": out.coarse[:, None]}
-        size = self.output_size or self.backbone.input_size
         frames = letterboxes_of(images, self.backbone.input_size)
+        size = self.frame_size(frames)
         plain = as_plain_tensor(images)
         maps = self.pixel_maps(self.embed(plain), boxes)
         out = torch.full((plain.shape[0], 1, size, size), -1e4, device=maps.device)
@@ -188,21 +194,11 @@ class IMedSamNet(HeadOnFrozenSam):
             out[b, 0, :rh, :rw] = self.render(maps[b : b + 1], rh, rw, size)
         return with_meta_of(out, images)
 
-    def boxes_of(self, images: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
-        """Boxes given, or those in the images' meta (``box``, input frame XYXY)."""
-        if boxes is None:
-            meta = getattr(images, "meta", {}) if hasattr(images, "meta") else {}
-            if "box" not in meta:
-                raise ValueError(
-                    "I-MedSAM needs a box per image: pass boxes=(B, 4) input-frame XYXY, or preprocess with "
-                    "monai_sam.imedsam.box_transforms(...) (box_source 'label', 'json' or 'masks') so that the "
-                    "image's meta carries 'box'."
-                )
-            boxes = meta["box"]
-        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-        if boxes.shape[0] != images.shape[0]:
-            raise ValueError(f"{boxes.shape[0]} boxes for {images.shape[0]} images")
-        return boxes
+    def frame_size(self, frames: list) -> int:
+        """Side ``R`` of the rendered frame."""
+        if self.output_size == "native":
+            return max(max(frame.original_size) for frame in frames)
+        return self.output_size or self.backbone.input_size
 
     @torch.no_grad()
     def render(self, maps: torch.Tensor, rows: int, cols: int, size: int) -> torch.Tensor:
@@ -243,4 +239,3 @@ class IMedSamNet(HeadOnFrozenSam):
             fine = self.decoder.fine_pass(features[0], best_f[start : start + self.chunk_size]) + prior[0]
             logits[idx] = fine
         return logits.reshape(rows, cols)
-

@@ -123,7 +123,7 @@ class SaveOutputMaskd(MapTransform):
         stem = output_stem(item)
         Image.fromarray(mask * 255).save(self.output_dir / f"{stem}_seg.png")
         if self.overlay:
-            base = self._base(item)
+            base = np.clip(self._base(item), 0, 255).astype(np.uint8)
             if base.shape[:2] != mask.shape:
                 base = np.asarray(Image.fromarray(base).resize(mask.shape[::-1], Image.BILINEAR))
             label = item.get("label")
@@ -137,13 +137,10 @@ class SaveOutputMaskd(MapTransform):
     def _base(self, item: Mapping) -> np.ndarray:
         source = item["image"].meta["filename_or_obj"]
         if item.get("modality") == "ct":
-            loaded = LoadSampled(keys=("image",), ct_window=self.ct_window)({"image": source, "slice": int(item["slice"])})
+            loader = LoadSampled(keys=("image",), ct_window=self.ct_window)
+            loaded = loader({"image": source, "slice": int(item["slice"])})
             return loaded["image"].numpy().transpose(1, 2, 0).astype(np.uint8)
         return read_rgb(source)
-
-
-def _box_chain(box_source: str, box_path) -> list:
-    return [BoxFromSourced(box_source, box_path)]
 
 
 def inference_transforms(
@@ -156,7 +153,7 @@ def inference_transforms(
     return Compose(
         [
             LoadSampled(ct_window=ct_window),
-            *_box_chain(box_source, box_path),
+            BoxFromSourced(box_source, box_path),
             sam_preprocessing(backbone.input_size, backbone.normalization),
             BoxToFramed(backbone.input_size),
         ]
