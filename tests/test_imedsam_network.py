@@ -25,7 +25,8 @@ def _randomise(module: torch.nn.Module, seed: int = 1) -> None:
 def test_sam_vit_b_trainable_parameters_match_the_paper():
     """Paper: 1.6 M trainable parameters (LoRA + frequency adapter + upscaling + implicit decoder) on ViT-B."""
     encoder, prompt_encoder, decoder = _assemble("sam_vit_b", 768, 12, 12, (2, 5, 8, 11), 1024, 16, 256, 14, 2048, 8)
-    vit_b = SamViT("sam_vit_b", encoder, prompt_encoder, decoder, 1024, "meanstd", "random", _default_feature_layers(12))
+    layers = _default_feature_layers(12)
+    vit_b = SamViT("sam_vit_b", encoder, prompt_encoder, decoder, 1024, "meanstd", "random", layers)
     net = IMedSamNet(vit_b, adapters="lora+fa")
     trainable = sum(p.numel() for p in net.head_parameters())
     assert 1.5e6 <= trainable <= 1.7e6, trainable

@@ -156,7 +156,8 @@ class IMedSamNet(HeadOnFrozenSam):
     def point_features(self, maps: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps ``(B, M, H', W')`` at coordinates ``(B, N, 2)`` ((x, y) in [0, 1] of the input frame) ->
         features ``(B, N, D)`` and SAM's mask logit there ``(B, N)``."""
-        sampled = F.grid_sample(maps, (2 * coords - 1)[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
+        grid = (2 * coords - 1)[:, :, None, :]
+        sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
         sampled = sampled[..., 0].transpose(1, 2)  # (B, N, M)
         size = self.backbone.input_size
         pe = self.backbone.prompt_encoder.pe_layer.forward_with_coords(coords * size, (size, size))
