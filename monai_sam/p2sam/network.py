@@ -54,6 +54,11 @@ class P2SamNet(HeadOnFrozenSam):
         seed, n_init: k-means seed and initialisations (deterministic prototypes).
         emd_normalize: L2-normalise features before the EMD (default: raw embedding features).
         emd_max_points: feature sets larger than this are subsampled evenly for the EMD.
+        spatial_prior: patient-specific spatial prior (``None``: off). When the targets are the same
+            patient's images at another time point, roughly aligned with the reference (the CT
+            protocol), the prompts are searched only inside the reference mask's bounding box
+            (at the same relative position in the target) grown by ``spatial_prior`` times its
+            width / height on every side. The decoder still sees the whole image.
         reference_image, reference_label, reference_slice, ct_window: optionally, the reference's
             files (an image, or a CT volume and a slice index, and its mask), loaded at the first
             forward pass when no reference was set explicitly (so a bundle's ``network`` alone, e.g.
@@ -78,6 +83,7 @@ class P2SamNet(HeadOnFrozenSam):
         n_init: int = 10,
         emd_normalize: bool = False,
         emd_max_points: int = 1024,
+        spatial_prior: float | None = None,
         reference_image: str | None = None,
         reference_label: str | None = None,
         reference_slice: int | None = None,
@@ -101,6 +107,9 @@ class P2SamNet(HeadOnFrozenSam):
         self.n_init = int(n_init)
         self.emd_normalize = bool(emd_normalize)
         self.emd_max_points = int(emd_max_points)
+        if spatial_prior is not None and float(spatial_prior) < 0:
+            raise ValueError(f"spatial_prior must be None (off) or >= 0, got {spatial_prior}")
+        self.spatial_prior = None if spatial_prior is None else float(spatial_prior)
         self.reference: Reference | None = None
         self.reference_files = (reference_image, reference_label, reference_slice, ct_window)
         self.last: list[dict] = []  # one record per target of the last forward call
@@ -192,6 +201,25 @@ class P2SamNet(HeadOnFrozenSam):
             boxes = fallback
         return points, boxes, fallback
 
+    def search_region(self, frame: Letterbox, valid: torch.Tensor) -> torch.Tensor:
+        """``(S, S)`` bool: where prompts may be placed -- the image part of the frame, restricted by the
+        spatial prior (the reference's relative box grown by ``spatial_prior`` on every side) if set.
+        """
+        reference = self._require_reference()
+        if self.spatial_prior is None or reference.box is None:
+            return valid
+        h, w = frame.original_size
+        x0, y0, x1, y1 = reference.box
+        mx, my = self.spatial_prior * (x1 - x0), self.spatial_prior * (y1 - y0)
+        box = torch.tensor([(x0 - mx) * w, (y0 - my) * h, (x1 + mx) * w, (y1 + my) * h])
+        bx0, by0, bx1, by1 = frame.boxes_to_input(box).tolist()
+        size = valid.shape[-1]
+        coords = torch.arange(size, dtype=torch.float32, device=valid.device) + 0.5  # pixel centres
+        rows = (coords >= by0) & (coords <= by1)
+        cols = (coords >= bx0) & (coords <= bx1)
+        region = valid & rows[:, None] & cols[None, :]
+        return region if region.any() else valid
+
     def grid_cells(self, mask: torch.Tensor, grid: int) -> torch.Tensor:
         """``(S, S)`` bool input-frame mask -> ``(grid, grid)`` embedding cells it covers (at least half,
         or its best-covered cells for a prediction smaller than a cell)."""
@@ -207,7 +235,7 @@ class P2SamNet(HeadOnFrozenSam):
         reference = self._require_reference()
         size = self.backbone.input_size
         valid = frame.valid_region(size).to(embedding.device)
-        candidates = self.candidates(embedding, valid)
+        candidates = self.candidates(embedding, self.search_region(frame, valid))
         points, boxes, fallback = self._prompts(candidates, embedding.device)
         similarity = cosine_maps(embedding, reference.mean[None])[0] if self.guided_attention else None
         feature = reference.mean if self.semantic_prompt else None
@@ -219,10 +247,14 @@ class P2SamNet(HeadOnFrozenSam):
         masks = logits > 0
         distances = []
         if len(candidates) > 1:
+            known: dict[bytes, float] = {}  # candidates predicting the same cells have the same distance
             for mask in masks:
                 cells = self.grid_cells(mask, embedding.shape[-1])
-                predicted = features_at(embedding, cells)
-                distances.append(emd_distance(predicted, reference.foreground, self.emd_normalize, self.emd_max_points))
+                key = cells.cpu().numpy().tobytes()
+                if key not in known:
+                    predicted = features_at(embedding, cells)
+                    known[key] = emd_distance(predicted, reference.foreground, self.emd_normalize, self.emd_max_points)
+                distances.append(known[key])
         else:
             distances.append(0.0 if masks[0].any() else EMPTY_DISTANCE)
         chosen = select_candidate(distances)

@@ -144,17 +144,29 @@ def evaluate_groups(
     device: str = "cpu",
     ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
     name: str = "p2sam",
+    resume: bool = True,
 ) -> dict:
     """Set each group's reference once, segment its targets with MONAI's evaluator, and summarise.
 
     Masks go to ``output_dir/<group>/<stem>_seg.png`` (+ overlays) when ``save_masks``; the rows go
     to ``output_dir/<name>_targets.csv`` and the summary to ``output_dir/<name>_summary.json``.
     Every target is scored: an empty prediction is Dice 0 and counted in ``empty_predictions``.
+
+    Long runs never lose finished work: after every group the rows so far are written atomically to
+    ``output_dir/<name>_progress.json``; with ``resume``, a rerun with the same settings skips the
+    groups recorded there (``seconds`` then counts the rerun only).
     """
     transform = load_and_preprocess(network.backbone, ct_window=ct_window)
-    rows: list[dict] = []
+    settings = _settings(network)
+    progress = Path(output_dir) / f"{name}_progress.json" if output_dir is not None else None
+    done, rows = _load_progress(progress, settings) if resume else (set(), [])
+    if done:
+        logger.info("resuming %s: %d groups already done (%s)", name, len(done), progress)
     start = time.perf_counter()
+    timed_rows = 0
     for group in groups:
+        if str(group["name"]) in done:
+            continue
         network.set_reference_from_item(group["reference"], transform)
         group_dir = Path(output_dir) / str(group["name"]) if output_dir is not None and save_masks else None
         evaluator = build_evaluator(
@@ -172,13 +184,17 @@ def evaluate_groups(
         records.attach(evaluator)
         evaluator.run()
         rows.extend(records.rows)
+        timed_rows += len(records.rows)
+        done.add(str(group["name"]))
+        if progress is not None:
+            _atomic_write(progress, json.dumps({"settings": settings, "groups": sorted(done), "rows": rows}))
         scored = [r["dice"] for r in records.rows if "dice" in r]
         if scored:
             logger.info("%s: %d targets, Dice %.4f", group["name"], len(scored), float(np.mean(scored)))
     summary = summarise_rows(rows)
     summary["seconds"] = time.perf_counter() - start
-    summary["targets_per_second"] = len(rows) / max(summary["seconds"], 1e-9)
-    summary["settings"] = _settings(network)
+    summary["targets_per_second"] = timed_rows / max(summary["seconds"], 1e-9)
+    summary["settings"] = settings
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,8 +203,27 @@ def evaluate_groups(
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
+        _atomic_write(out / f"{name}_summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and ``os.replace`` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load_progress(path: Path | None, settings: dict) -> tuple[set[str], list[dict]]:
+    """Finished groups and their rows from an earlier run with the same settings (else nothing)."""
+    if path is None or not path.is_file():
+        return set(), []
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != settings:
+        logger.warning("%s was written with other settings: starting afresh", path)
+        return set(), []
+    return set(saved["groups"]), list(saved["rows"])
 
 
 def summarise_rows(rows: list[dict]) -> dict:
@@ -231,6 +266,7 @@ def _settings(network: P2SamNet) -> dict:
         "semantic_prompt": network.semantic_prompt,
         "seed": network.seed,
         "n_init": network.n_init,
+        "spatial_prior": network.spatial_prior,
     }
 
 

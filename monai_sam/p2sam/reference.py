@@ -13,7 +13,7 @@ from monai_sam.backbones import FrozenSam, Letterbox
 from monai_sam.p2sam.features import features_at, reference_cells
 from monai_sam.p2sam.parts import kmeans_prototypes
 
-__all__ = ["Reference", "build_reference"]
+__all__ = ["Reference", "build_reference", "relative_box"]
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Reference:
         parts: ``n -> (n, C)`` foreground part prototypes, for each n in ``[min_pos, max_pos]``.
         background_parts: ``n -> (n, C)`` background prototypes, for each n in ``[min_neg, max_neg]``.
         source: a name for messages (the reference image's path).
+        box: the reference mask's bounding box as fractions of the image's width and height
+            ``(x0, y0, x1, y1)`` in ``[0, 1]`` (where the target was in the reference; used by the
+            optional patient-specific spatial prior).
     """
 
     foreground: torch.Tensor
@@ -37,6 +40,16 @@ class Reference:
     parts: dict[int, torch.Tensor] = field(default_factory=dict)
     background_parts: dict[int, torch.Tensor] = field(default_factory=dict)
     source: str = ""
+    box: tuple[float, float, float, float] | None = None
+
+
+def relative_box(label: torch.Tensor) -> tuple[float, float, float, float]:
+    """``(H, W)`` mask -> its bounding box as fractions of the width / height, ``(x0, y0, x1, y1)``
+    (pixel edges, so a one-pixel mask has a non-zero extent)."""
+    mask = torch.as_tensor(label).reshape(*torch.as_tensor(label).shape[-2:]) > 0
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    h, w = mask.shape
+    return (xs.min().item() / w, ys.min().item() / h, (xs.max().item() + 1) / w, (ys.max().item() + 1) / h)
 
 
 def build_reference(
@@ -78,6 +91,7 @@ def build_reference(
         mean=foreground.float().mean(0),
         foreground_fraction=float(fg_cells.sum()) / float(valid.sum()),
         source=source,
+        box=relative_box(label),
     )
     for n in range(pos_range[0], pos_range[1] + 1):
         reference.parts[n] = kmeans_prototypes(foreground, n, seed=seed, n_init=n_init)
