@@ -89,6 +89,6 @@ def test_inference_bundle_on_a_ct_volume_writes_nifti(tmp_path) -> None:
     )
     image = nib.load(str(ct / "chest_ct.nii.gz"))
     mask = nib.load(str(tmp_path / "chest_ct_seg.nii.gz"))
-    assert mask.shape == image.shape
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine)  # the input's own grid
     assert len(list(tmp_path.glob("chest_ct_*_seg.png"))) == image.shape[-1]
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}

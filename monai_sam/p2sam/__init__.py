@@ -10,7 +10,6 @@ from monai_sam.p2sam.prompting import Candidate, p2sam_candidates, persam_candid
 from monai_sam.p2sam.protocols import PROTOCOLS, evaluate_groups, evaluate_protocol
 from monai_sam.p2sam.reference import Reference, build_reference
 from monai_sam.p2sam.retrieval import EMPTY_DISTANCE, emd_distance, select_candidate
-from monai_sam.p2sam.volumes import write_volume_masks
 
 __all__ = [
     "EMPTY_DISTANCE",
@@ -32,5 +31,4 @@ __all__ = [
     "persam_candidate",
     "run_cascade",
     "select_candidate",
-    "write_volume_masks",
 ]
