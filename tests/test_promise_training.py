@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 from monai.losses import DiceCELoss
 
+import monai_sam
 from monai_sam.promise import MODES, ProMISeNet
 
 
@@ -108,6 +111,20 @@ def test_train_resume_evaluate_and_infer_with_the_bundle(tmp_path, sample_polyp)
     )
     infer.run()
     assert len(list((tmp_path / "infer").glob("*_seg.png"))) == 12
+
+    ct = Path(monai_sam.sample_data_dir("ct")) / "chest_ct.nii.gz"
+    volume = _workflow(
+        ["inference.json"],
+        **{k: common[k] for k in ("bundle_root", "backbone", "device", "ckpt_dir", "apm")},
+        dataset_dir=str(ct),
+        output_dir=str(tmp_path / "ct"),
+        slab=[2, 5],
+    )
+    volume.run()
+    image, mask = nib.load(str(ct)), nib.load(str(tmp_path / "ct" / "chest_ct_seg.nii.gz"))
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine)
+    outside = np.asarray(mask.dataobj)[..., [0, 1, 6, 7]]  # the sample volume has 8 slices
+    assert not outside.any()  # slices outside the slab are skipped and come out empty
 
 
 def test_ips_gt_is_refused_by_inference_and_evaluated_deterministically(tmp_path, sample_polyp):
