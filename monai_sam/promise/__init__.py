@@ -9,7 +9,7 @@ from monai_sam.promise.network import MODES, ProMISeNet, check_automatic
 from monai_sam.promise.prompt_head import PROMPT_TYPES
 from monai_sam.promise.splits import SPLITS, promise_datalist
 from monai_sam.promise.transforms import augmentations, eval_transforms, train_transforms
-from monai_sam.promise.workflows import prepare_batch_with_label
+from monai_sam.promise.workflows import load_head, prepare_batch_with_label
 
 __all__ = [
     "IPS",
@@ -25,6 +25,7 @@ __all__ = [
     "augmentations",
     "eval_transforms",
     "gt_prompts",
+    "load_head",
     "prepare_batch_with_label",
     "promise_datalist",
     "shifted_mask_tokens",

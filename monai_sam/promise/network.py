@@ -12,6 +12,7 @@ from monai_sam.promise.feature_cache import HalfFeatureCache
 from monai_sam.promise.gt_prompts import gt_prompts
 from monai_sam.promise.ips import IPS, shifted_mask_tokens
 from monai_sam.promise.prompt_head import check_prompt, point_labels
+from monai_sam.promise.refine import boxes_from_logits, mask_agreement
 
 __all__ = ["APM_INPUTS", "MODES", "ProMISeNet", "check_automatic"]
 
@@ -57,6 +58,14 @@ class ProMISeNet(HeadOnFrozenSam):
         cache_in_training: ``True`` reads the encoder's outputs through the backbone's cache also in
             training (images not augmented); ``False`` encodes every training batch afresh (needed
             when augmentations change the image: caching those would only fill the cache).
+        refine: box-refinement passes at evaluation (``0`` = off, the paper): each pass re-prompts the
+            frozen decoder with the tight box of the previous mask's largest component (points, if
+            any, are kept; an empty mask keeps the previous box). Never applied in training.
+        refine_margin: pixels added around the refined box on each side.
+        refine_mask_input: also give the decoder the previous pass's low-res logits as its mask prompt.
+        refine_min_agreement: keep a refined mask only where its Dice with the previous mask is at least
+            this (per image; ``0`` always keeps it). Guards against a wrong largest component: the
+            refined box then segments something else and the two masks disagree.
 
     ``forward(images (B, 3, S, S), label (B, 1, S, S) | None)`` -> logits ``(B, 1, S, S)`` in the input
     frame, carrying the input's MONAI meta.
@@ -73,6 +82,10 @@ class ProMISeNet(HeadOnFrozenSam):
         ips_hidden: int = 1024,
         gt_seed: int = 0,
         cache_in_training: bool = True,
+        refine: int = 0,
+        refine_margin: float = 0.0,
+        refine_mask_input: bool = False,
+        refine_min_agreement: float = 0.0,
     ) -> None:
         super().__init__(backbone)
         if mode not in MODES:
@@ -82,6 +95,12 @@ class ProMISeNet(HeadOnFrozenSam):
         self.num_points = int(num_points)
         self.gt_seed = gt_seed
         self.cache_in_training = cache_in_training
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0 (number of box-refinement passes); got {refine}")
+        self.refine = int(refine)
+        self.refine_margin = float(refine_margin)
+        self.refine_mask_input = bool(refine_mask_input)
+        self.refine_min_agreement = float(refine_min_agreement)
         if apm_input not in APM_INPUTS:
             raise ValueError(f"apm_input must be one of {', '.join(APM_INPUTS)}; got {apm_input!r}")
         self.apm_input = apm_input
@@ -136,11 +155,15 @@ class ProMISeNet(HeadOnFrozenSam):
         return points, boxes if "box" in self.prompt else None
 
     # ------------------------------------------------------------------------------ forward
-    def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        plain = as_plain_tensor(images)
-        embedding, features = self.encode(plain)
-        points, boxes = self.prompts(images, features, label)
-        shift = self.ips(embedding) if self.ips is not None else None
+    def decode(
+        self,
+        embedding: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None,
+        shift: torch.Tensor | None,
+        mask_input: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Frozen prompt encoder + decoder (IPS-shifted mask tokens) per image -> low-res logits ``(B, 1, 4h, 4w)``."""
         low_res = []
         # the decoder takes one image per call (it repeats the image for every prompt set it is given)
         for b in range(embedding.shape[0]):
@@ -149,6 +172,24 @@ class ProMISeNet(HeadOnFrozenSam):
                     embedding[b : b + 1],
                     points=None if points is None else (points[0][b : b + 1], points[1][b : b + 1]),
                     boxes=None if boxes is None else boxes[b : b + 1],
+                    mask_input=None if mask_input is None else mask_input[b : b + 1],
                 )
             low_res.append(logits)
-        return with_meta_of(self.backbone.upscale_logits(torch.cat(low_res)), images)
+        return torch.cat(low_res)
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        plain = as_plain_tensor(images)
+        embedding, features = self.encode(plain)
+        points, boxes = self.prompts(images, features, label)
+        shift = self.ips(embedding) if self.ips is not None else None
+        low_res = self.decode(embedding, points, boxes, shift)
+        logits = self.backbone.upscale_logits(low_res)
+        for _ in range(0 if self.training else self.refine):
+            new_boxes = boxes_from_logits(logits, boxes, self.refine_margin)
+            new_low = self.decode(embedding, points, new_boxes, shift, low_res if self.refine_mask_input else None)
+            new_logits = self.backbone.upscale_logits(new_low)
+            keep = mask_agreement(new_logits, logits) >= self.refine_min_agreement  # (B,)
+            boxes = torch.where(keep[:, None], new_boxes, boxes) if boxes is not None else new_boxes
+            low_res = torch.where(keep[:, None, None, None], new_low, low_res)
+            logits = torch.where(keep[:, None, None, None], new_logits, logits)
+        return with_meta_of(logits, images)
