@@ -55,3 +55,26 @@ def test_box_margin_grows_and_clips():
     mask[0, 20:61, 10:31] = True
     _, boxes = mask_prompts(mask, "box", box_margin=0.1)
     assert boxes[0].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
+
+
+def test_skipped_empty_slices_are_not_scored_but_skipped_slices_with_a_target_are():
+    from types import SimpleNamespace
+
+    from monai_sam.engines import PerImageMetrics
+
+    empty, target = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8)
+    target[0, 2:5, 2:5] = 1
+    outputs = [
+        {"pred": empty, "label": empty},  # skipped, nothing there: not scored
+        {"pred": empty, "label": target},  # skipped although the target is there: Dice 0, kept
+        {"pred": target, "label": target},  # segmented: Dice 1
+    ]
+    batch = [{"id": i, "modality": "ct", "skip": skip} for i, skip in (("a", True), ("b", True), ("c", False))]
+    handler = PerImageMetrics()
+    engine = SimpleNamespace(state=SimpleNamespace(output=outputs, batch=batch, metrics={}))
+    handler._reset(engine)
+    handler._score(engine)
+    handler._finish(engine)
+    assert [row["id"] for row in handler.rows] == ["b", "c"]
+    assert handler.skipped_not_scored == 1
+    assert engine.state.metrics["dice"] == pytest.approx(0.5)

@@ -24,6 +24,11 @@ class PerImageMetrics:
     group), empty predictions count as Dice 0, and the file written at the end is what a person
     reads to find the failures. ``engine.state.metrics`` receives ``dice``, ``iou``, ``hd95``.
 
+    CT slices the inferer skipped (``skip``: outside the requested slab or the body) are not scored
+    when their label is empty too -- an empty slice predicted empty would otherwise add Dice 1 and
+    inflate the mean; their number is reported as ``skipped_not_scored``. A skipped slice whose
+    label is *not* empty is scored (Dice 0), never dropped.
+
     Args:
         output_dir: where ``metrics.csv`` and ``metrics_summary.json`` go (``None``: not written).
         hd95: also compute HD95 (slower on large images).
@@ -35,6 +40,7 @@ class PerImageMetrics:
         self.hd95 = hd95
         self.name = name
         self.rows: list[dict] = []
+        self.skipped_not_scored = 0
         self.logger = logging.getLogger("monai_sam")
 
     def attach(self, engine: Engine) -> None:
@@ -44,6 +50,7 @@ class PerImageMetrics:
 
     def _reset(self, engine: Engine) -> None:
         self.rows = []
+        self.skipped_not_scored = 0
 
     def _score(self, engine: Engine) -> None:
         outputs, batch = engine.state.output, engine.state.batch
@@ -54,6 +61,9 @@ class PerImageMetrics:
                 continue
             label = torch.as_tensor(item["label"]).reshape(1, *item["label"].shape[-2:])
             pred = torch.as_tensor(item["pred"]).reshape(label.shape)
+            if _is_skipped(item) and not (label > 0).any():
+                self.skipped_not_scored += 1
+                continue
             row = {"id": output_stem(item), "group": item.get("group", "")}
             row.update(per_image_metrics(pred > 0, label > 0, hd95=self.hd95))
             self.rows.append(row)
@@ -62,12 +72,15 @@ class PerImageMetrics:
         if not self.rows:
             return
         summary = summarise(self.rows)
+        if self.skipped_not_scored:
+            summary["skipped_not_scored"] = self.skipped_not_scored
         engine.state.metrics.update(
             {k: summary[f"{k}_mean"] for k in ("dice", "iou", "hd95") if f"{k}_mean" in summary}
         )
         self.logger.info(
-            "%d images: Dice %.4f ± %.4f, IoU %.4f ± %.4f",
+            "%d images scored (%d skipped empty slices not scored): Dice %.4f ± %.4f, IoU %.4f ± %.4f",
             summary["n"],
+            self.skipped_not_scored,
             summary["dice_mean"],
             summary["dice_std"],
             summary["iou_mean"],
@@ -80,3 +93,11 @@ class PerImageMetrics:
                 writer.writeheader()
                 writer.writerows(self.rows)
             (self.output_dir / f"{self.name}_summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _is_skipped(item: dict) -> bool:
+    """The ``skip`` flag of a decollated item (datalist field, or the image's MONAI meta)."""
+    flag = item.get("skip")
+    if flag is None and hasattr(item.get("image"), "meta"):
+        flag = item["image"].meta.get("skip")
+    return bool(torch.as_tensor(flag).any()) if flag is not None else False
