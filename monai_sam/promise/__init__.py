@@ -7,6 +7,7 @@ from monai_sam.promise.gt_prompts import gt_prompts
 from monai_sam.promise.ips import IPS, shifted_mask_tokens
 from monai_sam.promise.network import MODES, ProMISeNet, check_automatic
 from monai_sam.promise.prompt_head import PROMPT_TYPES
+from monai_sam.promise.prompt_loss import PromptSupervisedLoss, tight_boxes
 from monai_sam.promise.splits import SPLITS, promise_datalist
 from monai_sam.promise.transforms import augmentations, eval_transforms, train_transforms
 from monai_sam.promise.workflows import load_head, prepare_batch_with_label
@@ -20,6 +21,7 @@ __all__ = [
     "APMResNet",
     "HalfFeatureCache",
     "ProMISeNet",
+    "PromptSupervisedLoss",
     "attach_feature_cache",
     "check_automatic",
     "augmentations",
@@ -29,5 +31,6 @@ __all__ = [
     "prepare_batch_with_label",
     "promise_datalist",
     "shifted_mask_tokens",
+    "tight_boxes",
     "train_transforms",
 ]

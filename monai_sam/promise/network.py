@@ -109,6 +109,7 @@ class ProMISeNet(HeadOnFrozenSam):
             variant = APMCross if mode.endswith("cross") else APMResNet
             channels = backbone.feature_channels() if apm_input == "intermediate" else [backbone.embed_dim]
             self.apm = variant(channels, num_points=self.num_points, prompt=prompt, **(apm or {}))
+        self.last_prompts: dict = {}
         self.ips: IPS | None = None
         if "IPS" in mode:
             self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
@@ -181,6 +182,8 @@ class ProMISeNet(HeadOnFrozenSam):
         plain = as_plain_tensor(images)
         embedding, features = self.encode(plain)
         points, boxes = self.prompts(images, features, label)
+        # the auxiliary box loss (PromptSupervisedLoss) reads the APM's prompts of the last training step
+        self.last_prompts = {"points": points, "box": boxes} if self.training and self.apm is not None else {}
         shift = self.ips(embedding) if self.ips is not None else None
         low_res = self.decode(embedding, points, boxes, shift)
         logits = self.backbone.upscale_logits(low_res)

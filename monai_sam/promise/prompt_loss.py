@@ -1,0 +1,81 @@
+"""Training loss of ProMISe: the mask loss plus an optional auxiliary loss on the APM's box.
+
+The paper trains the APM from the mask loss alone (through SAM's frozen prompt encoder and decoder).
+With a box prompt, the frozen decoder is forgiving about a box that is roughly right, so the mask
+loss gives the box a weak, flat gradient once it overlaps the lesion, and none at all while it sits
+on the wrong place. ``box_weight > 0`` adds a direct signal: L1 distance of the normalised corners +
+generalised IoU (torchvision's ``generalized_box_iou_loss``) between the APM's box and the tight box
+of the label in the input frame. The mask loss still flows end to end; only the box prompt gets the
+extra term (points have no unique target). Images whose label is empty are left out of the box term.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+from torchvision.ops import generalized_box_iou_loss, masks_to_boxes
+
+from monai_sam.engines.training import unwrap_parallel
+from monai_sam.networks import as_plain_tensor
+
+__all__ = ["PromptSupervisedLoss", "tight_boxes"]
+
+
+def tight_boxes(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 1, H, W)`` 0/1 label -> XYXY boxes ``(B, 4)`` (pixel indices, inclusive) and ``valid (B,)``.
+
+    Empty labels get a zero box and ``valid = False``.
+    """
+    masks = as_plain_tensor(label)[:, 0] > 0
+    valid = masks.flatten(1).any(dim=1)
+    boxes = torch.zeros(masks.shape[0], 4, device=masks.device)
+    if valid.any():
+        boxes[valid] = masks_to_boxes(masks[valid]).to(boxes.dtype)
+    return boxes, valid
+
+
+class PromptSupervisedLoss(nn.Module):
+    """``mask_loss(logits, label) + box_weight * (L1 + GIoU)(APM box, tight box of label)``.
+
+    The APM's box is read from ``network.last_prompts`` (set by :meth:`ProMISeNet.forward` in training),
+    so the loss fits MONAI's ``SupervisedTrainer`` (``loss_function(pred, label)``) unchanged. The network
+    reference is not registered as a submodule (the loss has no parameters of its own).
+
+    Args:
+        network: the ProMISe network (or its DDP wrapper).
+        box_weight: weight of the box term; ``0`` gives the paper's mask-only loss.
+        mask_loss: defaults to MONAI ``DiceCELoss(sigmoid=True)``.
+
+    ``forward(logits (B, 1, S, S), label (B, 1, S, S))`` -> scalar.
+    """
+
+    def __init__(self, network: nn.Module, box_weight: float = 1.0, mask_loss: nn.Module | None = None) -> None:
+        super().__init__()
+        if box_weight < 0:
+            raise ValueError(f"box_weight must be >= 0; got {box_weight}")
+        self._network = [network]  # a list: not a submodule
+        self.box_weight = float(box_weight)
+        self.mask_loss = mask_loss if mask_loss is not None else DiceCELoss(sigmoid=True)
+
+    def box_loss(self, box: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """``box (B, 4)`` XYXY input-frame pixels vs the label's tight boxes -> L1 (normalised) + GIoU."""
+        target, valid = tight_boxes(label)
+        if not valid.any():
+            return box.sum() * 0.0
+        size = float(label.shape[-1])
+        pred, target = box[valid], target[valid]
+        l1 = F.l1_loss(pred / size, target / size)
+        # inclusive pixel boxes -> the pixels' extent (x2 + 1, y2 + 1): a one-pixel-wide lesion has an area
+        extent = torch.tensor([0.0, 0.0, 1.0, 1.0], device=box.device)
+        return l1 + generalized_box_iou_loss(pred + extent, target + extent, reduction="mean")
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        loss = self.mask_loss(logits, label)
+        if self.box_weight == 0:
+            return loss
+        box = (getattr(unwrap_parallel(self._network[0]), "last_prompts", None) or {}).get("box")
+        if box is None:
+            return loss
+        return loss + self.box_weight * self.box_loss(as_plain_tensor(box), as_plain_tensor(label))
