@@ -76,3 +76,26 @@ def test_box_weight_zero_is_the_mask_loss_and_negative_is_refused(tiny_backbone)
     assert torch.equal(PromptSupervisedLoss(net, box_weight=0.0)(logits, labels), mask_only)
     with pytest.raises(ValueError, match="box_weight"):
         PromptSupervisedLoss(net, box_weight=-1.0)
+
+
+def test_exported_half_precision_head_loads_into_the_float32_network(tiny_backbone, tmp_path):
+    from ignite.engine import Engine
+    from monai.handlers import CheckpointLoader
+
+    from monai_sam.engines.checkpoint import export_head, save_checkpoint
+
+    torch.manual_seed(0)
+    net = ProMISeNet(tiny_backbone, mode="APM_IPS_cross", prompt="box", apm=TINY_APM, ips_hidden=64)
+    for p in net.head_parameters():
+        torch.nn.init.normal_(p)
+    source = save_checkpoint(tmp_path / "model.pt", {"model": net.state_dict(), "epoch": 3, "val_mean_dice": 0.5})
+    target = export_head(source, tmp_path / "shipped" / "model.pt")
+    assert target.stat().st_size < 0.6 * source.stat().st_size
+    shipped = torch.load(target, weights_only=True)
+    assert shipped["epoch"] == 3 and shipped["dtype"] == "float16"
+
+    fresh = ProMISeNet(tiny_backbone, mode="APM_IPS_cross", prompt="box", apm=TINY_APM, ips_hidden=64)
+    CheckpointLoader(load_path=str(target), load_dict={"model": fresh}, map_location="cpu")(Engine(lambda e, b: None))
+    for (name, a), b in zip(net.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype, name  # the network stays float32
+        assert torch.equal(b, a.half().to(a.dtype)), name
