@@ -9,10 +9,20 @@ from monai_sam.promise.network import MODES, ProMISeNet, check_automatic
 from monai_sam.promise.prompt_head import PROMPT_TYPES
 from monai_sam.promise.prompt_loss import PromptSupervisedLoss, tight_boxes
 from monai_sam.promise.splits import SPLITS, promise_datalist
-from monai_sam.promise.transforms import augmentations, eval_transforms, train_transforms
+from monai_sam.promise.transforms import (
+    AUGMENTS,
+    augment_uses_cache,
+    augmentations,
+    check_augment,
+    eval_transforms,
+    train_transforms,
+)
 from monai_sam.promise.workflows import load_head, prepare_batch_with_label
 
 __all__ = [
+    "AUGMENTS",
+    "augment_uses_cache",
+    "check_augment",
     "IPS",
     "MODES",
     "PROMPT_TYPES",

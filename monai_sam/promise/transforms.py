@@ -10,35 +10,62 @@ from monai.transforms import Compose, CopyItemsd, RandAdjustContrastd, RandFlipd
 from monai_sam.data import LoadSampled, load_and_preprocess, sam_preprocessing
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW
 
-__all__ = ["augmentations", "eval_transforms", "train_transforms"]
+__all__ = ["AUGMENTS", "augment_uses_cache", "augmentations", "check_augment", "eval_transforms", "train_transforms"]
+
+AUGMENTS = ("none", "flips", "full")
 
 
-def augmentations(keys: Sequence[str] = ("image", "label")) -> list:
-    """Flips, a small rotation and intensity changes on the loaded image (0-255) and its label.
+def check_augment(augment: bool | str) -> str:
+    """``augment`` option -> ``none`` | ``flips`` | ``full`` (``False`` = ``none``, ``True`` = ``full``)."""
+    name = {False: "none", True: "full"}.get(augment, augment) if isinstance(augment, bool) else str(augment)
+    if name not in AUGMENTS:
+        raise ValueError(f"augment must be false, true or one of {', '.join(AUGMENTS)}; got {augment!r}")
+    return name
 
-    These change the image, so the frozen encoder has to run on every augmented batch (the embedding
-    cache cannot help); see ``augment`` in the bundle's ``train.json``.
+
+def augment_uses_cache(augment: bool | str) -> bool:
+    """Whether training may read the encoder's outputs from the embedding cache.
+
+    ``none``: the images never change. ``flips``: each frame has only four possible versions (as is,
+    flipped left-right, up-down, both), so each is encoded once and then served by the content-keyed
+    cache like any other image. ``full``: rotations and intensity changes make every batch new, so the
+    encoder runs on every step and nothing is cached.
+    """
+    return check_augment(augment) != "full"
+
+
+def augmentations(keys: Sequence[str] = ("image", "label"), augment: bool | str = "full") -> list:
+    """Random flips (``flips``), plus a small rotation and intensity changes (``full``), on image + label.
+
+    Applied to the loaded image (0-255, original size) before the SAM preprocessing, so the letterbox
+    geometry is that of the original image.
     """
     image, label = keys
+    mode = check_augment(augment)
+    if mode == "none":
+        return []
+    flips = [RandFlipd(keys=keys, prob=0.5, spatial_axis=0), RandFlipd(keys=keys, prob=0.5, spatial_axis=1)]
+    if mode == "flips":
+        return flips
     return [
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+        *flips,
         RandRotated(keys=keys, range_x=math.pi / 12, prob=0.3, mode=("bilinear", "nearest"), padding_mode="zeros"),
         RandScaleIntensityd(keys=image, factors=0.15, prob=0.3),
         RandAdjustContrastd(keys=image, gamma=(0.8, 1.25), prob=0.3),
     ]
 
 
-def train_transforms(backbone, augment: bool = False, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
+def train_transforms(
+    backbone, augment: bool | str = False, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW
+) -> Compose:
     """Item -> ``image (3, S, S)`` in the backbone's input frame and ``label (1, S, S)`` (0/1) in the same frame.
 
     :func:`monai_sam.data.load_and_preprocess` with the label in the input frame (what the loss
-    compares the input-frame logits with); ``augment`` inserts :func:`augmentations` before the SAM
-    preprocessing.
+    compares the input-frame logits with); ``augment`` (``none``/``flips``/``full``, see
+    :func:`augment_uses_cache`) inserts :func:`augmentations` before the SAM preprocessing.
     """
-    return load_and_preprocess(
-        backbone, ct_window=ct_window, label_in_input_frame=True, augmentation=augmentations() if augment else None
-    )
+    extra = augmentations(augment=augment)
+    return load_and_preprocess(backbone, ct_window=ct_window, label_in_input_frame=True, augmentation=extra or None)
 
 
 def eval_transforms(backbone, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
