@@ -14,11 +14,13 @@ import importlib.util
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from dicom_builder import crop_of, write_rtstruct, write_series
 from monai.bundle import ConfigParser
+from PIL import Image
 
 from monai_sam.data import DataError, read_ct_volume
 from monai_sam.p2sam import P2SamNet, evaluate_4dlung, patient_ct_groups
@@ -51,7 +53,7 @@ def converted(shared_data, tmp_path_factory):
     spec = importlib.util.spec_from_file_location("convert_4dlung", REPO / "scripts" / "convert_4dlung.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    out = tmp_path_factory.mktemp("converted")
+    out = root.parent / "converted"  # the download stays beside it (root = converted.parent / "4D-Lung")
     script.main(str(root), str(out), roi="Tumor")
     return out
 
@@ -99,6 +101,8 @@ def test_targets_are_matched_by_position_and_never_the_reference(converted) -> N
     other = patient_ct_groups(converted / "datalist.json", reference_phase=50, reference_slice=3)
     assert other[0]["reference"]["case"] == "P1_v0_ph050p0"
     assert {t["case"]: t["slice"] for t in other[0]["targets"]} == {"P1_v0_ph000p0": 5, "P1_v1_ph000p0": 6}
+    direct = patient_ct_groups(converted.parent / "4D-Lung", converted_dir=converted.parent / "again", roi="tumor")
+    assert [(g["name"], len(g["targets"])) for g in direct] == [(g["name"], len(g["targets"])) for g in single]
     with pytest.raises(DataError, match=r"no labelled phase with visit=3.*labelled phases: visit 0 phase 0.0"):
         patient_ct_groups(converted, reference_visit=3)
     empty = next(z for z in range(8) if z not in annotated) if len(annotated) < 8 else None
@@ -141,7 +145,18 @@ def test_bundle_protocol_per_phase_rows_and_resume(converted, tiny_backbone, tmp
     with (out / f"{name}_patients.csv").open() as handle:
         (patient,) = list(csv.DictReader(handle))
     assert patient["patient"] == "P1" and int(patient["targets"]) == len(rows) and patient["phases"] == "2"
-    assert len(list(out.rglob("P1_v0_ph050p0_*_seg.png"))) == sum(r["case"] == "P1_v0_ph050p0" for r in rows)
+    pngs = sorted(out.rglob("P1_v0_ph050p0_*_seg.png"))
+    assert len(pngs) == sum(r["case"] == "P1_v0_ph050p0" for r in rows)
+    for case in OFFSET:  # one NIfTI per target phase, on its own grid, holding the matched slices' masks
+        volume = nib.load(out / f"{case}_seg.nii.gz")
+        image = nib.load(converted / "images" / f"{case}.nii.gz")
+        assert volume.shape == image.shape and np.allclose(volume.affine, image.affine)
+        mask = np.asarray(volume.dataobj)
+        matched = {int(r["slice"]) for r in rows if r["case"] == case}
+        assert {int(z) for z in np.flatnonzero(mask.sum(axis=(0, 1)))} <= matched
+        for z in matched:
+            png = np.asarray(Image.open(next(out.rglob(f"{case}_{z:04d}_seg.png")))) > 0
+            np.testing.assert_array_equal(mask[:, :, z].T > 0, png)
 
     segmented = []
     real = P2SamNet.segment

@@ -33,7 +33,14 @@ import numpy as np
 from monai_sam.data import DataError, make_datalist, read_ct_volume
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW
 
-__all__ = ["slice_positions", "match_slice", "patient_ct_groups", "summarise_phases", "evaluate_4dlung"]
+__all__ = [
+    "slice_positions",
+    "match_slice",
+    "patient_ct_groups",
+    "summarise_phases",
+    "write_phase_volumes",
+    "evaluate_4dlung",
+]
 
 logger = logging.getLogger("monai_sam")
 
@@ -276,6 +283,29 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def write_phase_volumes(groups: Sequence[dict], output_dir: str | os.PathLike) -> list[Path]:
+    """Per target phase, ``output_dir/<case>_seg.nii.gz``: its matched slices' masks (the PNGs the run
+    wrote, so resumed groups count too) in a volume with the phase's own shape and affine, other
+    slices empty. A slice matched by several reference slices keeps their union. Written atomically
+    by :class:`monai_sam.engines.VolumeWriter`."""
+    from PIL import Image
+
+    from monai_sam.engines import VolumeWriter
+
+    writer = VolumeWriter(output_dir)
+    cases: dict[str, dict] = {}
+    for group in groups:
+        for target in group["targets"]:
+            png = Path(output_dir) / str(group["name"]) / f"{target['id']}_seg.png"
+            if not png.is_file():
+                continue
+            entry = cases.setdefault(target["case"], {"source": target["image"], "slices": {}})
+            mask = np.asarray(Image.open(png)) > 0
+            z = int(target["slice"])
+            entry["slices"][z] = entry["slices"][z] | mask if z in entry["slices"] else mask
+    return [writer.write(case, entry) for case, entry in cases.items()]
+
+
 def evaluate_4dlung(
     network,
     dataset: str | os.PathLike | None,
@@ -298,9 +328,11 @@ def evaluate_4dlung(
     Writes (``name`` = ``4dlung_<method>_<prompt>``): ``<name>_targets.csv`` (one row per target
     slice: patient (= ``group``), visit, phase, case, slice, z_mm, reference case / slice, Dice,
     IoU, ...), ``<name>_phases.csv``, ``<name>_patients.csv`` and ``<name>_summary.json`` (all of it
-    + the unmatched targets); masks as ``<output_dir>/<group name>/<case>_<slice>_seg.png``.
-    Resumable like every protocol run (progress per reference slice; the protocol options are part
-    of the settings, so a run with other options starts afresh).
+    + the unmatched targets); masks as ``<output_dir>/<group name>/<case>_<slice>_seg.png`` and, per
+    target phase, ``<output_dir>/<case>_seg.nii.gz`` on the phase's own grid (the matched slices
+    predicted, the others empty; see :func:`write_phase_volumes`). Resumable like every protocol run
+    (progress per reference slice; the protocol options are part of the settings, so a run with
+    other options starts afresh).
     """
     from monai_sam.p2sam.protocols import evaluate_groups
 
@@ -327,6 +359,8 @@ def evaluate_4dlung(
         if output_dir is not None:
             _write_csv(Path(output_dir) / f"{name}_phases.csv", phases)
             _write_csv(Path(output_dir) / f"{name}_patients.csv", patients)
+            if save_masks:
+                summary["volumes"] = [str(p) for p in write_phase_volumes(groups, output_dir)]
 
     summary = evaluate_groups(
         network,
