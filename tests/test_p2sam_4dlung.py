@@ -93,6 +93,11 @@ def test_targets_are_matched_by_position_and_never_the_reference(converted) -> N
     expected = [(c, z) for z in annotated for c, off in OFFSET.items() if not 0 <= z + off < 8]
     assert sorted(unmatched) == sorted(expected) and expected  # positions a target does not cover: skipped
 
+    as_text = patient_ct_groups(converted, slab="annotated")  # the command line's spelling
+    assert [g["name"] for g in as_text] == [g["name"] for g in groups]
+    with pytest.raises(ValueError, match="slab must be"):
+        patient_ct_groups(converted, slab="some")
+
     single = patient_ct_groups(converted)  # default: the reference slice with the largest tumour area
     assert [g["reference"]["slice"] for g in single] == [int(np.argmax(label.sum(axis=(0, 1))))] == [7]
     assert [t["case"] for t in single[0]["targets"]] == ["P1_v0_ph050p0"] and single[0]["unmatched"]

@@ -137,6 +137,22 @@ def _reference_case(cases: list[dict], visit: int | None, phase: float | None) -
     return min(chosen, key=lambda c: (c["visit"], _phase_key(c["phase"]), c["case"]))
 
 
+def normalise_slab(slab) -> bool | list[int]:
+    """``None`` / ``False`` / ``"false"`` -> ``False`` (one reference slice); ``True`` / ``"true"`` /
+    ``"annotated"`` -> ``True`` (every annotated slice); ``[first, last]`` -> that range of slice indices."""
+    if slab is None or slab is False or (isinstance(slab, str) and slab.strip().lower() in ("false", "none", "")):
+        return False
+    if slab is True or (isinstance(slab, str) and slab.strip().lower() in ("true", "annotated")):
+        return True
+    try:
+        first, last = (int(v) for v in slab)
+    except (TypeError, ValueError):
+        raise ValueError(f"slab must be True (every annotated slice), None or [first, last], got {slab!r}") from None
+    if not 0 <= first <= last:
+        raise ValueError(f"slab must be [first, last] slice indices with 0 <= first <= last, got {slab!r}")
+    return [first, last]
+
+
 def _reference_slices(case: dict, reference_slice: int | None, slab) -> list[int]:
     label, _ = read_ct_volume(case["label"])
     areas = (np.rint(label) > 0).sum(axis=(0, 1))
@@ -144,10 +160,11 @@ def _reference_slices(case: dict, reference_slice: int | None, slab) -> list[int
     if not annotated:
         raise DataError(f"The reference label {case['label']} ({case['case']}) is empty: nothing to use as reference.")
     where = f"{case['label']} ({case['case']}) is annotated on slices {annotated[0]}-{annotated[-1]}"
-    if slab is True or (isinstance(slab, str) and slab.lower() in ("true", "annotated")):
+    slab = normalise_slab(slab)
+    if slab is True:
         return annotated
-    if slab not in (None, False):
-        first, last = (int(v) for v in slab)
+    if slab:
+        first, last = slab
         chosen = [z for z in annotated if first <= z <= last]
         if not chosen:
             raise DataError(f"slab [{first}, {last}] holds no annotated slice: {where}.")
@@ -181,6 +198,7 @@ def patient_ct_groups(
     """
     if on_unmatched not in ("skip", "error"):
         raise ValueError(f"on_unmatched must be 'skip' or 'error', got {on_unmatched!r}")
+    normalise_slab(slab)  # a bad value fails before anything is read
     datalist = _resolve(dataset, roi, converted_dir)
     by_patient: dict[str, list[dict]] = {}
     for case in _cases(make_datalist(datalist)).values():
@@ -346,7 +364,7 @@ def evaluate_4dlung(
         "reference_visit": reference_visit,
         "reference_phase": reference_phase,
         "reference_slice": reference_slice,
-        "slab": slab if slab in (None, True, False) else [int(v) for v in slab],
+        "slab": normalise_slab(slab),
         "ct_window": None if ct_window is None else [float(v) for v in ct_window],
     }
     name = f"4dlung_{network.method}_{network.prompt.replace('+', '_')}"
