@@ -6,6 +6,7 @@ from monai_sam.p2sam.features import EmptyReferenceError, cosine_maps
 from monai_sam.p2sam.guidance import decoder_guidance
 from monai_sam.p2sam.network import METHODS, PROMPTS, P2SamNet
 from monai_sam.p2sam.parts import kmeans_prototypes
+from monai_sam.p2sam.patient_ct import evaluate_4dlung, patient_ct_groups
 from monai_sam.p2sam.prompting import Candidate, p2sam_candidates, persam_candidate
 from monai_sam.p2sam.protocols import PROTOCOLS, evaluate_groups, evaluate_protocol
 from monai_sam.p2sam.reference import Reference, build_reference
@@ -24,10 +25,12 @@ __all__ = [
     "cosine_maps",
     "decoder_guidance",
     "emd_distance",
+    "evaluate_4dlung",
     "evaluate_groups",
     "evaluate_protocol",
     "kmeans_prototypes",
     "p2sam_candidates",
+    "patient_ct_groups",
     "persam_candidate",
     "run_cascade",
     "select_candidate",

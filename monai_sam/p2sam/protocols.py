@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +105,33 @@ PROTOCOLS = {"video": video_groups, "ct_pair": pair_groups, "perseg": perseg_gro
 
 
 class TargetRecords:
-    """Ignite handler: one row per target (Dice, IoU, intersection, union, the retrieved candidate)."""
+    """Ignite handler: one row per target (Dice, IoU, intersection, union, the retrieved candidate).
 
-    def __init__(self, network: P2SamNet, group: str) -> None:
+    The datalist fields MONAI's engine keeps in ``engine.state.batch`` give the row its ``id`` and,
+    where the item has them, the columns of ``ROW_FIELDS`` (patient, visit, phase, case, slice ...);
+    ``group`` is the group's ``row_group`` (e.g. the patient) or its name.
+    """
+
+    ROW_FIELDS = ("patient", "visit", "phase", "case", "slice", "z_mm", "reference_case", "reference_slice")
+
+    def __init__(self, network: P2SamNet, group: str, name: str | None = None) -> None:
         self.network = network
         self.group = group
+        self.name = name
         self.rows: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        for item, record in zip(engine.state.output, self.network.last, strict=True):
+        outputs, batch = engine.state.output, engine.state.batch
+        batch = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
+        for fields, item, record in zip(batch, outputs, self.network.last, strict=True):
             source = item["image"].meta["filename_or_obj"]
-            row = {"group": self.group, "id": item.get("id", Path(str(source)).name.split(".")[0])}
+            row = {"group": self.group, "id": str(fields.get("id", Path(str(source)).name.split(".")[0]))}
+            if self.name is not None and self.name != self.group:
+                row["reference"] = self.name
+            row.update({k: _plain(fields[k]) for k in self.ROW_FIELDS if k in fields})
             pred = np.asarray(torch.as_tensor(item["pred"]).cpu()).reshape(-1) > 0
             row.update(empty_prediction=int(not pred.any()), candidate=record["candidate"])
             row["emd"] = record["distance"]
@@ -131,8 +144,16 @@ class TargetRecords:
                     iou=inter / union if union else 1.0,
                     intersection=inter,
                     union=union,
+                    label_empty=int(not label.any()),
                 )
             self.rows.append(row)
+
+
+def _plain(value):
+    """A decollated batch field as a plain Python value (0-d tensors / arrays -> numbers)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
 
 
 def evaluate_groups(
@@ -145,6 +166,9 @@ def evaluate_groups(
     ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
     name: str = "p2sam",
     resume: bool = True,
+    extra_settings: dict | None = None,
+    write_volumes: bool = True,
+    extend_summary: Callable[[list[dict], dict], None] | None = None,
 ) -> dict:
     """Set each group's reference once, segment its targets with MONAI's evaluator, and summarise.
 
@@ -154,10 +178,16 @@ def evaluate_groups(
 
     Long runs never lose finished work: after every group the rows so far are written atomically to
     ``output_dir/<name>_progress.json``; with ``resume``, a rerun with the same settings skips the
-    groups recorded there (``seconds`` then counts the rerun only).
+    groups recorded there (``seconds`` then counts the rerun only). ``extra_settings`` (e.g. the
+    protocol's options) are part of the settings a resumed run must match.
+
+    A group may carry ``row_group`` (the ``group`` column of its rows, e.g. the patient, when a
+    patient has several groups). ``write_volumes``: also reassemble CT slices into
+    ``<case>_seg.nii.gz`` per group (off when a group holds only some slices of a case).
+    ``extend_summary(rows, summary)`` may add to the summary before it is written.
     """
     transform = load_and_preprocess(network.backbone, ct_window=ct_window)
-    settings = _settings(network)
+    settings = _settings(network) | dict(extra_settings or {})
     progress = Path(output_dir) / f"{name}_progress.json" if output_dir is not None else None
     done, rows = _load_progress(progress, settings) if resume else (set(), [])
     if done:
@@ -179,8 +209,9 @@ def evaluate_groups(
             device=device,
             hd95=False,
             progress=False,
+            write_volumes=write_volumes,
         )
-        records = TargetRecords(network, str(group["name"]))
+        records = TargetRecords(network, str(group.get("row_group", group["name"])), str(group["name"]))
         records.attach(evaluator)
         evaluator.run()
         rows.extend(records.rows)
@@ -195,12 +226,15 @@ def evaluate_groups(
     summary["seconds"] = time.perf_counter() - start
     summary["targets_per_second"] = timed_rows / max(summary["seconds"], 1e-9)
     summary["settings"] = settings
+    if extend_summary is not None:
+        extend_summary(rows, summary)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         if rows:
             with (out / f"{name}_targets.csv").open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                fields = list(dict.fromkeys(k for row in rows for k in row))
+                writer = csv.DictWriter(handle, fieldnames=fields, restval="")
                 writer.writeheader()
                 writer.writerows(rows)
         _atomic_write(out / f"{name}_summary.json", json.dumps(summary, indent=2))
