@@ -13,6 +13,7 @@ from monai.bundle import ConfigParser
 
 from monai_sam.backbones import build_backbone
 from monai_sam.data import DataError, LoadSampled, make_datalist
+from monai_sam.imedsam import labelled_slices
 from monai_sam.imedsam.boxes import BoxFromSourced
 from monai_sam.prompts import mask_to_box
 
@@ -128,6 +129,8 @@ def test_json_boxes_are_keyed_by_case_and_slice(volume, tmp_path):
     image, labels, _ = volume
     items = make_datalist(image, labels=labels)
     assert items[0]["label"] == str(labels / "case1.nii.gz")
+    assert [i["slice"] for i in labelled_slices(items, [2])] == [2, 3, 4]  # training: slices with the object
+    assert [i["slice"] for i in labelled_slices(items)] == [0, 2, 3, 4]  # any value > 0
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"case1_0003": [10, 8, 23, 19]}))
     source = BoxFromSourced("json", boxes)
