@@ -5,7 +5,7 @@ the same ``LoadSampled`` as any CT slice) with its own ``group``: the patches co
 ``block`` consecutive indices per patient (13 patients x 10 patches; checked by eye on a montage:
 each block of 10 shows one tumour), so ``group = index // block + 1`` (1-13) and a grouped split by
 these blocks never puts patches of one patient on both sides. Intensities are already in [0, 1]:
-run the bundles with ``--ct_window None`` (min-max of the stack, no HU window on top).
+run the bundles with ``--ct_window minmax`` (min-max of the stack, no HU window on top).
 
     python scripts/msd_patches_datalist.py --data_dir ../shared/data --out runs/msd/msd_patches.json
     # also writes runs/msd/msd_patches_tumour.json: only the 111 patches whose label is not empty

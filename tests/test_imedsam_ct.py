@@ -141,3 +141,18 @@ def test_json_boxes_are_keyed_by_case_and_slice(volume, tmp_path):
         BoxFromSourced("json", boxes)(LoadSampled()(items[3]))
     with pytest.raises(DataError, match="label_path"):
         BoxFromSourced("label")(LoadSampled()(make_datalist(image)[3]))
+
+
+def test_already_normalised_volumes_take_ct_window_minmax(tmp_path):
+    """``--ct_window minmax`` (MONAI's CLI drops a ``None`` override): no HU window on top of [0, 1] data."""
+    patches = np.random.default_rng(1).uniform(0, 1, (12, 10, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(patches, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "patches.nii.gz")
+    item = make_datalist(tmp_path / "patches.nii.gz")[1]
+    plain = LoadSampled(ct_window="minmax")(item)["image"].numpy()
+    np.testing.assert_array_equal(plain, LoadSampled(ct_window=None)(item)["image"].numpy())
+    scaled = (patches - patches.min()) / np.ptp(patches) * 255  # min-max of the whole stack, not per patch
+    np.testing.assert_allclose(plain[0], np.rot90(scaled[:, :, 1], 2).T, atol=1e-3)  # LPS display orientation
+    windowed = LoadSampled()(item)["image"].numpy()  # the HU lung window squeezes [0, 1] into ~0.2 grey levels
+    assert np.ptp(windowed) < 1 and np.ptp(plain) > 250
+    with pytest.raises(ValueError, match="minmax"):
+        LoadSampled(ct_window="lung")
