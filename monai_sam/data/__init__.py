@@ -1,7 +1,9 @@
 """Data: readers, datalists and MONAI transforms shared by every method."""
 
 from monai_sam.data.datalists import (
+    check_same_grid,
     ct_volume_datalist,
+    find_volume_label,
     image_folder_datalist,
     load_datalist_json,
     make_datalist,
@@ -15,7 +17,9 @@ __all__ = [
     "DEFAULT_CT_WINDOW",
     "DataError",
     "LoadSampled",
+    "check_same_grid",
     "ct_volume_datalist",
+    "find_volume_label",
     "grouped_folds",
     "image_folder_datalist",
     "load_and_preprocess",

@@ -20,6 +20,8 @@ __all__ = [
     "ct_volume_datalist",
     "load_datalist_json",
     "skipped_slices",
+    "check_same_grid",
+    "find_volume_label",
 ]
 
 _IMAGE_DIRS = (("images", "masks"), ("Original", "Ground Truth"), ("Images", "Masks"), ("image", "mask"))
@@ -126,6 +128,54 @@ def skipped_slices(
     return skip
 
 
+def check_same_grid(image: str | os.PathLike, other: str | os.PathLike, what: str = "Label") -> None:
+    """Raise ``DataError`` unless volume ``other`` lies voxel for voxel on the grid of CT volume ``image``.
+
+    Both are read with :func:`~monai_sam.data.readers.read_ct_volume` (reoriented to LPS), so a label
+    stored in another axis order but on the same physical grid passes; a different shape, spacing or
+    origin does not (no resampling is ever done silently).
+    """
+    import numpy as np
+
+    from monai_sam.data.readers import read_ct_volume
+
+    volume, affine = read_ct_volume(str(image))
+    mask, mask_affine = read_ct_volume(str(other))
+    if mask.shape != volume.shape:
+        raise DataError(
+            f"{what} {other} has shape {mask.shape} but image {image} has {volume.shape} (after reorientation to "
+            "LPS); they must share the image's voxel grid. Resample it onto the image first."
+        )
+    if not np.allclose(mask_affine, affine, atol=1e-3 * max(1.0, float(np.abs(affine).max()))):
+        raise DataError(
+            f"{what} {other} has the image's shape {volume.shape} but another grid (spacing/origin/direction): "
+            f"affine\n{np.round(mask_affine, 3)}\nvs image {image}\n{np.round(affine, 3)}. "
+            "Resample it onto the image first."
+        )
+
+
+_LABEL_SUFFIXES = ("", "_seg", "_label", "_labels", "_mask")
+
+
+def find_volume_label(labels: str | os.PathLike, case: str) -> Path:
+    """The label volume of ``case``: ``labels`` itself when it is a file, else the file
+    ``labels/<case>{,_seg,_label,_labels,_mask}<volume suffix>`` (e.g. ``<case>.nii.gz``)."""
+    labels = Path(labels).expanduser().absolute()
+    if labels.is_file():
+        return labels
+    if not labels.is_dir():
+        raise DataError(f"Label path {labels} does not exist; give a label volume file or a folder of them.")
+    for suffix in _LABEL_SUFFIXES:
+        for ext in VOLUME_SUFFIXES:
+            candidate = labels / f"{case}{suffix}{ext}"
+            if candidate.is_file():
+                return candidate
+    raise DataError(
+        f"No label volume for case {case!r} in {labels}: expected {case}.nii.gz (or {case}_seg / _label / _mask "
+        "with a volume suffix)."
+    )
+
+
 def ct_volume_datalist(
     image: str | os.PathLike,
     label: str | os.PathLike | None = None,
@@ -147,10 +197,8 @@ def ct_volume_datalist(
     image = Path(image)
     volume, _ = read_ct_volume(str(image))
     if label is not None:
-        label_volume, _ = read_ct_volume(str(label))
-        if label_volume.shape != volume.shape:
-            raise DataError(f"Label {label} has shape {label_volume.shape} but image {image} has {volume.shape}.")
-    case = case or image.name.split(".")[0]
+        check_same_grid(image, label, "Label")
+    case = case or _case_of(image)
     extra = dict(extra or {})
     group = str(extra.pop("group", extra.get("patient", case)))
     skip = skipped_slices(volume, slab, body_hu)
@@ -213,6 +261,7 @@ def make_datalist(
     require_labels: bool = False,
     slab: Sequence[int] | None = None,
     body_hu: float | None = None,
+    labels: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Recognise ``dataset_dir`` and return its items (no flag says which kind it is).
 
@@ -223,6 +272,10 @@ def make_datalist(
     - a datalist ``.json`` (2D items, CT slices or whole volumes).
 
     ``slab`` and ``body_hu`` mark CT slices to skip (see :func:`skipped_slices`); 2D items never skip.
+    ``labels`` pairs CT volumes with label volumes (a volume's label is never guessed from its
+    neighbours): a label file when ``dataset_dir`` is one volume, or a folder holding
+    ``<case>.nii.gz`` (or ``<case>_seg`` / ``_label`` / ``_mask``) per case (:func:`find_volume_label`);
+    each must lie on its image's grid (:func:`check_same_grid`). 2D folders pair masks by name instead.
     """
     path = Path(dataset_dir).expanduser().absolute()  # items keep working from another folder
     if not path.exists():
@@ -230,11 +283,23 @@ def make_datalist(
     if path.is_file() and path.suffix.lower() == ".json":
         return load_datalist_json(path, slab=slab, body_hu=body_hu)
     if _is_volume(path) or _is_dicom_folder(path):
-        return ct_volume_datalist(path, slab=slab, body_hu=body_hu)
+        label = find_volume_label(labels, _case_of(path)) if labels else None
+        return ct_volume_datalist(path, label, slab=slab, body_hu=body_hu)
     volumes = sorted(p for p in path.iterdir() if _is_volume(p)) if path.is_dir() else []
     if volumes:
+        if labels and Path(labels).is_file():
+            raise DataError(
+                f"{path} holds {len(volumes)} volumes: give labels as a folder of <case>.nii.gz, not a file."
+            )
         items = []
         for volume in volumes:
-            items.extend(ct_volume_datalist(volume, slab=slab, body_hu=body_hu))
+            label = find_volume_label(labels, _case_of(volume)) if labels else None
+            items.extend(ct_volume_datalist(volume, label, slab=slab, body_hu=body_hu))
         return items
+    if labels:
+        raise DataError(f"labels={labels} is for CT volumes, but {path} is a folder of 2D images (masks pair by name).")
     return image_folder_datalist(path, require_labels=require_labels)
+
+
+def _case_of(path: Path) -> str:
+    return path.name.split(".")[0]

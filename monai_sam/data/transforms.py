@@ -30,6 +30,15 @@ def _meta_tensor(array: np.ndarray, source: str, extra: Mapping | None = None) -
     return MetaTensor(torch.as_tensor(np.ascontiguousarray(array)), meta=meta)
 
 
+def _ct_window(window: Sequence[float] | str | None) -> tuple[float, float] | None:
+    """``(low, high)``, or ``None`` for ``None`` / ``"minmax"`` / ``"none"`` (min-max of the volume)."""
+    if window is None or (isinstance(window, str) and window.strip().lower() in ("minmax", "none")):
+        return None
+    if isinstance(window, str) or len(window) != 2:
+        raise ValueError(f"ct_window must be [low, high] in HU or 'minmax' (normalised volumes), not {window!r}")
+    return (float(window[0]), float(window[1]))
+
+
 class LoadSampled(MapTransform):
     """Load one datalist item as ``image`` ``(3, H, W)`` float 0-255 and ``label`` ``(1, H, W)`` 0/1.
 
@@ -41,8 +50,10 @@ class LoadSampled(MapTransform):
 
     Args:
         keys: image key and, optionally, label key (default ``("image", "label")``).
-        ct_window: HU window ``(low, high)`` for CT slices; ``None`` min-max scales each volume
-            (for volumes already normalised, e.g. MSD patches in [0, 1]).
+        ct_window: HU window ``(low, high)`` for CT slices; ``None`` or ``"minmax"`` min-max scales each
+            volume (for volumes already normalised, e.g. MSD patches in [0, 1], so that no HU window is
+            applied on top). Bundles take ``--ct_window minmax``: ``monai.bundle run`` drops a ``None``
+            override (``--ct_window None`` would silently keep the default HU window).
         label_values: CT label values counted as foreground (default: any value > 0).
         allow_missing_keys: no label is fine (inference).
 
@@ -58,7 +69,7 @@ class LoadSampled(MapTransform):
         allow_missing_keys: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.ct_window = tuple(ct_window) if ct_window is not None else None
+        self.ct_window = _ct_window(ct_window)
         self.label_values = tuple(label_values) if label_values else None
 
     def __call__(self, data: Mapping) -> dict:

@@ -10,6 +10,7 @@ from monai_sam.imedsam.training import (
     CoarseToFineSchedule,
     IMedSamLoss,
     imedsam_optimizer,
+    labelled_slices,
     prepare_training_batch,
     split_by_groups,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "IMedSamLoss",
     "imedsam_optimizer",
     "imedsam_postprocessing",
+    "labelled_slices",
     "inference_transforms",
     "prepare_training_batch",
     "split_by_groups",

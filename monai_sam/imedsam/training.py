@@ -11,7 +11,14 @@ from monai.losses import DiceCELoss
 
 from monai_sam.imedsam.network import IMedSamNet
 
-__all__ = ["IMedSamLoss", "CoarseToFineSchedule", "imedsam_optimizer", "prepare_training_batch", "split_by_groups"]
+__all__ = [
+    "IMedSamLoss",
+    "CoarseToFineSchedule",
+    "imedsam_optimizer",
+    "labelled_slices",
+    "prepare_training_batch",
+    "split_by_groups",
+]
 
 
 class IMedSamLoss(nn.Module):
@@ -98,3 +105,21 @@ def split_by_groups(items: list[dict], groups: Sequence[int | str] | str) -> lis
             f"no item has a group in {sorted(wanted)}; the dataset needs a sequences.csv (groups) for this split"
         )
     return chosen
+
+
+def labelled_slices(items: list[dict], label_values: Sequence[int] | None = None) -> list[dict]:
+    """Drop CT slices whose label is empty (a box prompt needs an object; those slices are skipped at
+    inference anyway); 2D items pass unchanged. Each label volume is read once (cached reader)."""
+    import numpy as np
+
+    from monai_sam.data import read_ct_volume
+
+    kept = []
+    for item in items:
+        if "slice" in item and item.get("label") is not None:
+            volume, _ = read_ct_volume(str(item["label"]))
+            axial = np.rint(volume[:, :, int(item["slice"])])
+            if not (np.isin(axial, label_values) if label_values else axial > 0).any():
+                continue
+        kept.append(item)
+    return kept

@@ -148,11 +148,17 @@ def inference_transforms(
     box_source: str = "label",
     box_path: str | os.PathLike | None = None,
     ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
+    label_values: Sequence[int] | None = None,
 ) -> Compose:
-    """Load, exact box from ``box_source``, SAM preprocessing, box into the input frame (and the image meta)."""
+    """Load, exact box from ``box_source``, SAM preprocessing, box into the input frame (and the image meta).
+
+    ``label_values``: CT label values that make the foreground (e.g. ``[10, 11, 12, 13, 14]``, the lung
+    lobes of a TotalSegmentator label map); default any value > 0. ``ct_window=None`` for volumes whose
+    intensities are already normalised (e.g. in [0, 1]): min-max of the volume instead of an HU window.
+    """
     return Compose(
         [
-            LoadSampled(ct_window=ct_window),
+            LoadSampled(ct_window=ct_window, label_values=label_values),
             BoxFromSourced(box_source, box_path),
             sam_preprocessing(backbone.input_size, backbone.normalization),
             BoxToFramed(backbone.input_size),
@@ -166,6 +172,7 @@ def training_transforms(
     box_jitter: float = 0.1,
     ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
     seed: int = 0,
+    label_values: Sequence[int] | None = None,
 ) -> Compose:
     """Load, tight GT box jittered by ``box_jitter``, ``num_points`` labelled query points, SAM preprocessing.
 
@@ -174,7 +181,7 @@ def training_transforms(
     """
     chain = Compose(
         [
-            LoadSampled(ct_window=ct_window),
+            LoadSampled(ct_window=ct_window, label_values=label_values),
             BoxFromSourced("label"),
             RandJitterBoxd(box_jitter),
             RandSamplePointsd(backbone.input_size, num_points),

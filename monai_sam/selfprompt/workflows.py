@@ -13,7 +13,7 @@ import numpy as np
 from monai.data import CacheDataset
 from torch.utils.data import Subset
 
-from monai_sam.data import grouped_folds, load_and_preprocess, make_datalist, sample_shots
+from monai_sam.data import DEFAULT_CT_WINDOW, grouped_folds, load_and_preprocess, make_datalist, sample_shots
 from monai_sam.engines.checkpoint import save_checkpoint
 from monai_sam.engines.evaluation import build_evaluator
 from monai_sam.selfprompt.fit import fit_pixel_classifier
@@ -30,13 +30,15 @@ def train(
     ckpt_dir: str | os.PathLike,
     num_shots: int = 10,
     seed: int = 0,
-    ct_window: Sequence[float] | None = None,
+    ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
 ) -> Path:
-    """Fit the pixel classifier on ``num_shots`` images drawn with ``seed``; save ``ckpt_dir/model.pt``."""
+    """Fit the pixel classifier on ``num_shots`` images drawn with ``seed``; save ``ckpt_dir/model.pt``.
+
+    ``ct_window``: HU window of CT slices; ``None`` = volumes already normalised (min-max, no HU window).
+    """
     items = make_datalist(dataset_dir)
     shots = sample_shots(items, num_shots, seed)
-    kwargs = {} if ct_window is None else {"ct_window": ct_window}
-    summary = fit_pixel_classifier(network, shots, load_and_preprocess(network.backbone, **kwargs))
+    summary = fit_pixel_classifier(network, shots, load_and_preprocess(network.backbone, ct_window=ct_window))
     summary.update(num_shots=num_shots, seed=seed, shots=[item["id"] for item in shots], backbone=network.backbone.name)
     logger.info("fitted pixel classifier: %s", summary)
     path = save_checkpoint(Path(ckpt_dir) / "model.pt", {"model": network.state_dict(), "fit": summary})
@@ -54,6 +56,7 @@ def cross_validate(
     n_folds: int = 5,
     fold_seed: int = 0,
     device: str = "cpu",
+    ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
 ) -> dict:
     """k-shot ``n_folds``-fold cross-validation, folds grouped by ``group`` (video sequence/patient).
 
@@ -61,13 +64,14 @@ def cross_validate(
     fit, and score every held-out image (Dice/IoU at the original size; empty predictions count).
     Every prompt mode is scored on the same fit. Writes ``cv_folds.csv`` (one row per fold) and
     ``cv_summary.json`` (mean ± std over folds, and over seeds of the per-seed means) and prints a table.
+    CT slices are windowed with ``ct_window`` (``None``: already-normalised volumes, min-max).
     """
     items = make_datalist(dataset_dir, require_labels=True)
     shots_list = [num_shots] if isinstance(num_shots, int) else list(num_shots)
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     prompt_list = [network.prompt] if prompts is None else ([prompts] if isinstance(prompts, str) else list(prompts))
     folds = grouped_folds(items, n_folds=n_folds, seed=fold_seed)
-    transform = load_and_preprocess(network.backbone)
+    transform = load_and_preprocess(network.backbone, ct_window=ct_window)
     # every image is loaded and preprocessed once for all folds, seeds, k and prompts (MONAI
     # CacheDataset, deterministic transforms only); the encoder output comes from the embedding cache
     loaded = CacheDataset(items, transform, progress=False, num_workers=0)
