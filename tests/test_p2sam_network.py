@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,15 @@ def test_protocol_groups(tmp_path) -> None:
     perseg = perseg_groups(tmp_path)
     assert [g["name"] for g in perseg] == ["cat", "dog"]
     assert all(g["reference"]["image"].endswith("00.jpg") and len(g["targets"]) == 2 for g in perseg)
+
+
+def test_video_groups_from_a_datalist_json_with_numeric_groups(tmp_path) -> None:
+    from monai_sam.data import make_datalist
+
+    items = make_datalist(sample_data_dir("polyp"), require_labels=True)
+    numeric = [{**item, "group": int(item["group"])} for item in items]
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"data": numeric}))
+    by_folder, by_json = video_groups(sample_data_dir("polyp")), video_groups(path)
+    assert [g["name"] for g in by_json] == [g["name"] for g in by_folder]
+    assert [[t["id"] for t in g["targets"]] for g in by_json] == [[t["id"] for t in g["targets"]] for g in by_folder]

@@ -41,7 +41,7 @@ def video_groups(dataset_dir: str | os.PathLike, reference_index: int = 2) -> li
         raise DataError(f"{dataset_dir} has no sequences.csv: the video protocol needs frame -> sequence.")
     by_group: dict[str, list[dict]] = {}
     for item in items:  # make_datalist keeps the natural frame order
-        by_group.setdefault(item["group"], []).append(item)
+        by_group.setdefault(str(item["group"]), []).append(item)  # a datalist JSON may hold numbers
     groups = []
     for name in sorted(by_group, key=lambda g: (len(g), g) if g.isdigit() else (1 << 30, g)):
         frames = by_group[name]
