@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 
+from monai_sam.promise.dense_box import DenseBoxHead, check_box_head
 from monai_sam.promise.prompt_head import PromptHead
 
 __all__ = ["APMCross"]
@@ -49,9 +50,13 @@ class APMCross(nn.Module):
         prompt: ``points``, ``box`` or ``points+box``.
         dim, num_heads, num_layers, mlp_dim: transformer sizes (paper: 768, 12, 3, -).
         feature_pool: average-pooling factor of the feature maps before attention.
+        box_head: ``regress`` (the box query's vector -> 4 numbers, like the paper's points) or ``dense``
+            (:class:`DenseBoxHead` on the deepest level at full resolution, modulated by the box query).
+        box_head_dim: width of the dense box head's tower.
 
     ``forward(features: list of (B, C_l, h_l, w_l))`` -> ``{"points": (B, N, 2) | None, "box": (B, 4) | None}``
-    normalised to [0, 1] of the input frame.
+    normalised to [0, 1] of the input frame (plus ``objectness (B, 1, h, w)`` and ``location_boxes`` with
+    the dense box head).
     """
 
     def __init__(
@@ -64,13 +69,17 @@ class APMCross(nn.Module):
         num_layers: int = 3,
         mlp_dim: int = 1024,
         feature_pool: int = 2,
+        box_head: str = "regress",
+        box_head_dim: int = 64,
     ) -> None:
         super().__init__()
         self.feature_pool = int(feature_pool)
+        dense = check_box_head(box_head) == "dense" and "box" in prompt
         self.projections = nn.ModuleList(nn.Conv2d(c, dim, kernel_size=1) for c in feature_channels)
         self.level_embed = nn.Parameter(torch.zeros(len(feature_channels), dim))
         self.pe = PositionEmbeddingRandom(dim // 2)
-        self.head = PromptHead(dim, num_points, prompt)
+        self.head = PromptHead(dim, num_points, prompt, regress_box=not dense)
+        self.dense_box = DenseBoxHead(feature_channels[-1], dim, box_head_dim) if dense else None
         num_queries = self.head.num_points + int(self.head.uses_box)
         self.queries = nn.Embedding(num_queries, dim)
         self.query_pos = nn.Embedding(num_queries, dim)
@@ -100,4 +109,7 @@ class APMCross(nn.Module):
             memory, memory_pos = memories[-(i % len(memories)) - 1]
             queries = layer(queries, query_pos, memory, memory_pos)
         n = self.head.num_points
-        return self.head(queries[:, :n] if n else None, queries[:, n] if self.head.uses_box else None)
+        out = self.head(queries[:, :n] if n else None, queries[:, n] if self.head.uses_box else None)
+        if self.dense_box is not None:
+            out.update(self.dense_box(features[-1], queries[:, n]))
+        return out

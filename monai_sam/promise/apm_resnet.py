@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
+from monai_sam.promise.dense_box import DenseBoxHead, check_box_head
 from monai_sam.promise.prompt_head import PromptHead
 
 __all__ = ["APMResNet"]
@@ -45,6 +46,9 @@ class APMResNet(nn.Module):
         fuse_dim: channels after fusion.
         widths: the four stage widths; ``blocks``: residual blocks per stage (ResNet34: 3, 4, 6, 3).
         feature_pool: average-pooling factor of the feature maps before fusion.
+        box_head: ``regress`` (pooled trunk vector -> 4 numbers) or ``dense`` (:class:`DenseBoxHead` on the
+            fused map, modulated by the pooled trunk vector).
+        box_head_dim: width of the dense box head's tower.
 
     ``forward(features: list of (B, C_l, h_l, w_l))`` -> ``{"points": (B, N, 2) | None, "box": (B, 4) | None}``
     normalised to [0, 1] of the input frame.
@@ -59,8 +63,11 @@ class APMResNet(nn.Module):
         widths: Sequence[int] = (32, 64, 128, 256),
         blocks: Sequence[int] = (3, 4, 6, 3),
         feature_pool: int = 2,
+        box_head: str = "regress",
+        box_head_dim: int = 64,
     ) -> None:
         super().__init__()
+        dense = check_box_head(box_head) == "dense" and "box" in prompt
         self.num_levels = len(feature_channels)
         self.feature_pool = int(feature_pool)
         self.fuse = nn.Sequential(
@@ -74,7 +81,8 @@ class APMResNet(nn.Module):
             stages.append(_stage(cin, width, count, stride=1 if i == 0 else 2))
             cin = width
         self.trunk = nn.Sequential(*stages)
-        self.head = PromptHead(cin, num_points, prompt, per_query=False)
+        self.head = PromptHead(cin, num_points, prompt, per_query=False, regress_box=not dense)
+        self.dense_box = DenseBoxHead(fuse_dim, cin, box_head_dim) if dense else None
 
     def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor | None]:
         if len(features) != self.num_levels:
@@ -82,6 +90,9 @@ class APMResNet(nn.Module):
         maps = [F.avg_pool2d(f.float(), self.feature_pool) if self.feature_pool > 1 else f.float() for f in features]
         size = maps[0].shape[-2:]
         maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear") for m in maps]
-        x = self.trunk(self.stem(self.fuse(torch.cat(maps, dim=1))))
-        pooled = x.mean(dim=(2, 3))
-        return self.head(pooled, pooled)
+        fused = self.fuse(torch.cat(maps, dim=1))
+        pooled = self.trunk(self.stem(fused)).mean(dim=(2, 3))
+        out = self.head(pooled, pooled)
+        if self.dense_box is not None:
+            out.update(self.dense_box(fused, pooled))
+        return out

@@ -110,6 +110,7 @@ class ProMISeNet(HeadOnFrozenSam):
             channels = backbone.feature_channels() if apm_input == "intermediate" else [backbone.embed_dim]
             self.apm = variant(channels, num_points=self.num_points, prompt=prompt, **(apm or {}))
         self.last_prompts: dict = {}
+        self.last_dense: dict = {}
         self.ips: IPS | None = None
         if "IPS" in mode:
             self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
@@ -142,6 +143,7 @@ class ProMISeNet(HeadOnFrozenSam):
         batch = images.shape[0]
         if self.apm is not None:
             out = self.apm(features)
+            self.last_dense = {k: out[k] for k in ("objectness", "location_boxes") if k in out}
             points = None
             if out["points"] is not None:
                 points = (out["points"] * size, point_labels(batch, out["points"].shape[1], images.device))
@@ -183,7 +185,9 @@ class ProMISeNet(HeadOnFrozenSam):
         embedding, features = self.encode(plain)
         points, boxes = self.prompts(images, features, label)
         # the auxiliary box loss (PromptSupervisedLoss) reads the APM's prompts of the last training step
-        self.last_prompts = {"points": points, "box": boxes} if self.training and self.apm is not None else {}
+        self.last_prompts = {}
+        if self.training and self.apm is not None:  # with the dense box head also its maps (the dense loss terms)
+            self.last_prompts = {"points": points, "box": boxes, **self.last_dense}
         shift = self.ips(embedding) if self.ips is not None else None
         low_res = self.decode(embedding, points, boxes, shift)
         logits = self.backbone.upscale_logits(low_res)

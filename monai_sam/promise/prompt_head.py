@@ -46,12 +46,16 @@ class PromptHead(nn.Module):
         per_query: ``True``: one feature vector per point query, ``(B, N, dim)``, read by a shared
             linear layer (APM-cross); ``False``: one pooled vector ``(B, dim)`` read by a linear layer
             to ``2N`` values (APM-resnet).
+        regress_box: ``False`` when the APM reads its box densely (:class:`~monai_sam.promise.dense_box.DenseBoxHead`):
+            the head then has no box layer and returns ``box: None``.
 
     ``forward(point_features, box_feature (B, dim) | None)`` returns
     ``{"points": (B, N, 2) in [0, 1] | None, "box": (B, 4) in [0, 1] | None}``.
     """
 
-    def __init__(self, dim: int, num_points: int, prompt: str, per_query: bool = True) -> None:
+    def __init__(
+        self, dim: int, num_points: int, prompt: str, per_query: bool = True, regress_box: bool = True
+    ) -> None:
         super().__init__()
         self.prompt = check_prompt(prompt)
         self.uses_points = "points" in prompt
@@ -64,7 +68,8 @@ class PromptHead(nn.Module):
             self.point = nn.Linear(dim, 2 if per_query else 2 * num_points)
             nn.init.normal_(self.point.weight, std=0.01)
             nn.init.normal_(self.point.bias, std=1.0)  # spread the initial points over the frame
-        if self.uses_box:
+        self.regress_box = self.uses_box and regress_box
+        if self.regress_box:
             self.box = nn.Linear(dim, 4)
             nn.init.normal_(self.box.weight, std=0.01)
             nn.init.zeros_(self.box.bias)  # initial box: centred, half the frame wide and high
@@ -76,5 +81,5 @@ class PromptHead(nn.Module):
         if self.uses_points:
             raw = self.point(point_features)
             points = (raw if self.per_query else raw.view(raw.shape[0], self.num_points, 2)).sigmoid()
-        box = box_from_logits(self.box(box_feature)) if self.uses_box else None
+        box = box_from_logits(self.box(box_feature)) if self.regress_box else None
         return {"points": points, "box": box}

@@ -7,6 +7,11 @@ on the wrong place. ``box_weight > 0`` adds a direct signal: L1 distance of the 
 generalised IoU (torchvision's ``generalized_box_iou_loss``) between the APM's box and the tight box
 of the label in the input frame. The mask loss still flows end to end; only the box prompt gets the
 extra term (points have no unique target). Images whose label is empty are left out of the box term.
+
+With the APM's dense box head (``box_head: dense``), ``dense_weight > 0`` adds its dense terms: Dice +
+BCE of the objectness map against the label averaged onto the feature grid (soft targets: the fraction
+of each cell that is lesion), and the L1 distance of every inside location's box (cells more than half
+lesion) to the tight box. A per-pixel signal from every frame, where the box term has four numbers.
 """
 
 from __future__ import annotations
@@ -51,13 +56,21 @@ class PromptSupervisedLoss(nn.Module):
     ``forward(logits (B, 1, S, S), label (B, 1, S, S))`` -> scalar.
     """
 
-    def __init__(self, network: nn.Module, box_weight: float = 1.0, mask_loss: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        box_weight: float = 1.0,
+        mask_loss: nn.Module | None = None,
+        dense_weight: float = 1.0,
+    ) -> None:
         super().__init__()
-        if box_weight < 0:
-            raise ValueError(f"box_weight must be >= 0; got {box_weight}")
+        if box_weight < 0 or dense_weight < 0:
+            raise ValueError(f"box_weight and dense_weight must be >= 0; got {box_weight}, {dense_weight}")
         self._network = [network]  # a list: not a submodule
         self.box_weight = float(box_weight)
+        self.dense_weight = float(dense_weight)
         self.mask_loss = mask_loss if mask_loss is not None else DiceCELoss(sigmoid=True)
+        self.objectness_loss = DiceCELoss(sigmoid=True)
 
     def box_loss(self, box: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """``box (B, 4)`` XYXY input-frame pixels vs the label's tight boxes -> L1 (normalised) + GIoU."""
@@ -71,11 +84,25 @@ class PromptSupervisedLoss(nn.Module):
         extent = torch.tensor([0.0, 0.0, 1.0, 1.0], device=box.device)
         return l1 + generalized_box_iou_loss(pred + extent, target + extent, reduction="mean")
 
+    def dense_loss(self, objectness: torch.Tensor, location_boxes: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """``objectness (B, 1, h, w)`` logits and ``location_boxes (B, 4, h, w)`` (normalised XYXY) vs the label."""
+        label = label.float()
+        target = F.interpolate(label, size=objectness.shape[-2:], mode="area")  # lesion fraction per cell
+        loss = self.objectness_loss(objectness, target)
+        boxes, valid = tight_boxes(label)
+        inside = (target[:, 0] > 0.5) & valid[:, None, None]  # (B, h, w)
+        if inside.any():
+            extent = torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
+            goal = ((boxes + extent) / float(label.shape[-1]))[:, :, None, None].expand_as(location_boxes)
+            loss = loss + (location_boxes - goal).abs().sum(dim=1)[inside].mean() / 4
+        return loss
+
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         loss = self.mask_loss(logits, label)
-        if self.box_weight == 0:
-            return loss
-        box = (getattr(unwrap_parallel(self._network[0]), "last_prompts", None) or {}).get("box")
-        if box is None:
-            return loss
-        return loss + self.box_weight * self.box_loss(as_plain_tensor(box), as_plain_tensor(label))
+        prompts = getattr(unwrap_parallel(self._network[0]), "last_prompts", None) or {}
+        label = as_plain_tensor(label)
+        if self.box_weight > 0 and prompts.get("box") is not None:
+            loss = loss + self.box_weight * self.box_loss(as_plain_tensor(prompts["box"]), label)
+        if self.dense_weight > 0 and prompts.get("objectness") is not None:
+            loss = loss + self.dense_weight * self.dense_loss(prompts["objectness"], prompts["location_boxes"], label)
+        return loss
