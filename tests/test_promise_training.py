@@ -28,7 +28,8 @@ def _one_thread():
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "promise"
 CONFIGS = BUNDLE / "configs"
-TINY_APM = "{'dim': 32, 'num_heads': 2, 'mlp_dim': 64}"
+TINY_CROSS = {"dim": 32, "num_heads": 2, "mlp_dim": 64}  # the paper's regressed prompts (mask loss alone)
+TINY_APM = "{'dim': 32, 'num_heads': 2, 'mlp_dim': 64, 'box_head': 'dense', 'box_head_dim': 16}"  # bundle default
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -38,7 +39,7 @@ def test_every_mode_trains_and_the_loss_falls_with_sam_frozen(tiny_backbone, mod
     labels = torch.zeros(2, 1, 64, 64)
     labels[0, :, 8:36, 10:40], labels[1, :, 28:60, 20:52] = 1, 1
     apm = {"fuse_dim": 16, "widths": (8, 8, 16, 16), "blocks": (1, 1, 1, 1)} if "resnet" in mode else None
-    net = ProMISeNet(tiny_backbone, mode=mode, prompt="points+box", apm=apm or eval(TINY_APM), ips_hidden=64)
+    net = ProMISeNet(tiny_backbone, mode=mode, prompt="points+box", apm=apm or TINY_CROSS, ips_hidden=64)
     sam_before = {k: v.clone() for k, v in tiny_backbone.state_dict().items()}
     optimizer = torch.optim.Adam(net.head_parameters(), lr=1e-2)
     loss_fn = DiceCELoss(sigmoid=True)
