@@ -32,6 +32,7 @@ def main(
     mode: str = "APM_IPS_cross",
     prompt: str = "box",
     apm_input: str = "embedding",
+    box_head: str = "dense",
     limit: int = 16,
     epochs: int = 3,
     batch_size: int = 8,
@@ -46,7 +47,7 @@ def main(
     # 1. training throughput: cold first epoch, cached later epochs
     with tempfile.TemporaryDirectory() as cache_dir:
         attach_feature_cache(sam, cache_dir)
-        net = ProMISeNet(sam, mode=mode, prompt=prompt, apm_input=apm_input)
+        net = ProMISeNet(sam, mode=mode, prompt=prompt, apm_input=apm_input, apm={"box_head": box_head})
         loader = DataLoader(Dataset(items, train_transforms(sam)), batch_size=batch_size, shuffle=True)
         trainer = SupervisedTrainer(
             device=torch.device("cpu"),
