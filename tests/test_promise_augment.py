@@ -21,6 +21,7 @@ def test_augment_option_names_and_cache_policy():
         "full",
     ]
     assert augment_uses_cache(False) and augment_uses_cache("flips") and not augment_uses_cache(True)
+    assert check_augment("false") == "none" and check_augment("True") == "full"  # `--augment false` on a command line
     with pytest.raises(ValueError, match="augment must be"):
         check_augment("rotate")
 

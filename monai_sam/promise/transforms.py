@@ -16,8 +16,15 @@ AUGMENTS = ("none", "flips", "full")
 
 
 def check_augment(augment: bool | str) -> str:
-    """``augment`` option -> ``none`` | ``flips`` | ``full`` (``False`` = ``none``, ``True`` = ``full``)."""
-    name = {False: "none", True: "full"}.get(augment, augment) if isinstance(augment, bool) else str(augment)
+    """``augment`` option -> ``none`` | ``flips`` | ``full`` (``False`` = ``none``, ``True`` = ``full``).
+
+    The strings ``"false"`` / ``"true"`` (any case) mean the same as the booleans: a command line may
+    hand them over unparsed (``--augment false``).
+    """
+    if isinstance(augment, bool):
+        name = "full" if augment else "none"
+    else:
+        name = {"false": "none", "true": "full"}.get(str(augment).lower(), str(augment))
     if name not in AUGMENTS:
         raise ValueError(f"augment must be false, true or one of {', '.join(AUGMENTS)}; got {augment!r}")
     return name
