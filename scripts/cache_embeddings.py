@@ -14,15 +14,12 @@ import time
 import fire
 import torch
 from monai.data import DataLoader, Dataset
-from monai.transforms import Flipd
 from tqdm import tqdm
 
 from monai_sam.backbones import build_backbone
 from monai_sam.data import load_and_preprocess, make_datalist
 from monai_sam.promise.splits import parse_groups
-
-# the versions RandFlipd(spatial_axis=0) then RandFlipd(spatial_axis=1) can produce (besides the image itself)
-FLIPS = ((0,), (1,), (0, 1))
+from monai_sam.promise.transforms import flipped_versions
 
 
 def main(
@@ -43,7 +40,7 @@ def main(
         items = [item for item in items if str(item.get("group")) in wanted]
         if not items:
             raise SystemExit(f"no image of {dataset_dir} is in groups {sorted(wanted)} (sequences.csv)")
-    versions = [[]] + ([[Flipd(keys="image", spatial_axis=axis) for axis in axes] for axes in FLIPS] if flips else [])
+    versions = flipped_versions() if flips else [[]]
     start = time.perf_counter()
     for flip in versions:
         dataset = Dataset(items, load_and_preprocess(net, augmentation=flip or None))

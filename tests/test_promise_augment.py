@@ -67,3 +67,26 @@ def _flip_valid(reference: torch.Tensor, valid: tuple[int, int], dims: tuple[int
 
 def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(2 * (a * b).sum() / (a.sum() + b.sum()))
+
+
+def test_flipped_versions_are_byte_identical_to_what_training_draws(tiny_backbone, sample_polyp):
+    """``cache_embeddings.py --flips`` must fill exactly the cache keys that ``augment: flips`` later asks for."""
+    from monai_sam.data import load_and_preprocess
+    from monai_sam.promise.transforms import flipped_versions
+
+    item = make_datalist(sample_polyp, require_labels=True)[0]
+    ahead = {
+        hashlib.sha1(
+            load_and_preprocess(tiny_backbone, augmentation=flip or None)(dict(item))["image"]
+            .as_tensor()
+            .numpy()
+            .tobytes()
+        ).hexdigest()
+        for flip in flipped_versions()
+    }
+    assert len(ahead) == 4
+    transform = train_transforms(tiny_backbone, augment="flips")
+    set_determinism(seed=0)
+    drawn = {hashlib.sha1(transform(dict(item))["image"].as_tensor().numpy().tobytes()).hexdigest() for _ in range(24)}
+    set_determinism(seed=None)
+    assert drawn <= ahead and len(drawn) >= 2

@@ -5,14 +5,41 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from monai.transforms import Compose, CopyItemsd, RandAdjustContrastd, RandFlipd, RandRotated, RandScaleIntensityd
+from monai.transforms import (
+    Compose,
+    CopyItemsd,
+    Flipd,
+    RandAdjustContrastd,
+    RandFlipd,
+    RandRotated,
+    RandScaleIntensityd,
+)
 
 from monai_sam.data import LoadSampled, load_and_preprocess, sam_preprocessing
 from monai_sam.data.transforms import DEFAULT_CT_WINDOW
 
-__all__ = ["AUGMENTS", "augment_uses_cache", "augmentations", "check_augment", "eval_transforms", "train_transforms"]
+__all__ = [
+    "AUGMENTS",
+    "FLIP_AXES",
+    "augment_uses_cache",
+    "flipped_versions",
+    "augmentations",
+    "check_augment",
+    "eval_transforms",
+    "train_transforms",
+]
 
 AUGMENTS = ("none", "flips", "full")
+# the flipped versions augment "flips" can draw (RandFlipd on axis 0, then on axis 1), besides the image itself
+FLIP_AXES = ((0,), (1,), (0, 1))
+
+
+def flipped_versions(keys: str | Sequence[str] = "image") -> list[list[Flipd]]:
+    """Deterministic transforms giving each version ``flips`` can draw: ``[[], [flip 0], [flip 1], [flip 0, flip 1]]``.
+
+    Used to fill the embedding cache ahead of training (``scripts/cache_embeddings.py --flips``).
+    """
+    return [[]] + [[Flipd(keys=keys, spatial_axis=axis) for axis in axes] for axes in FLIP_AXES]
 
 
 def check_augment(augment: bool | str) -> str:
