@@ -1,45 +1,71 @@
-"""Prompts derived from a (coarse) binary mask: tight box, interior point, clean-up.
+"""Prompts from masks, written once for every method: tight boxes, the deepest point, clean-up.
 
-SAM's prompt encoder takes ``(x, y)`` points and XYXY boxes in the input frame; everything here
-works on ``(H, W)`` boolean arrays and returns those coordinates in the same pixel frame.
+SAM's prompt encoder takes ``(x, y)`` points (``x`` = column) and XYXY boxes; everything here returns
+those coordinates in the pixel frame of the masks it is given. Boxes are torchvision's
+``masks_to_boxes`` (inclusive pixel indices), the largest component MONAI's
+``get_largest_connected_component_mask``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.transforms.utils import get_largest_connected_component_mask
 from scipy import ndimage
+from torchvision.ops import masks_to_boxes
 
-__all__ = ["clean_mask", "expand_box", "largest_component", "mask_prompts", "mask_to_box", "mask_to_point"]
+__all__ = [
+    "PROMPT_TYPES",
+    "boxes_of_masks",
+    "clean_mask",
+    "expand_box",
+    "largest_component",
+    "mask_prompts",
+    "mask_to_box",
+    "mask_to_point",
+]
+
+PROMPT_TYPES = ("points", "box", "points+box")
+"""The prompt vocabulary of every bundle: what the frozen decoder is given."""
+
+
+def boxes_of_masks(masks: torch.Tensor, fallback: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tight XYXY boxes ``(B, 4)`` (inclusive pixel indices) of boolean masks ``(B, H, W)`` and ``valid (B,)``.
+
+    An empty mask gets its ``fallback`` row (``(B, 4)``) when given, else a zero box; ``valid`` says which
+    masks were non-empty.
+    """
+    masks = torch.as_tensor(masks).bool()
+    valid = masks.flatten(1).any(dim=1)
+    boxes = fallback.clone().float() if fallback is not None else torch.zeros(masks.shape[0], 4, device=masks.device)
+    boxes = boxes.to(masks.device)
+    if valid.any():
+        boxes[valid] = masks_to_boxes(masks[valid]).to(boxes.dtype)
+    return boxes, valid
+
+
+def mask_to_box(mask: np.ndarray | torch.Tensor) -> np.ndarray | None:
+    """Tight XYXY box ``[x_min, y_min, x_max, y_max]`` (pixel indices) of one ``(H, W)`` mask; ``None`` if empty."""
+    boxes, valid = boxes_of_masks(torch.as_tensor(np.asarray(mask, dtype=bool))[None])
+    return boxes[0].numpy().astype(np.float32) if bool(valid[0]) else None
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 8-connected component of a boolean ``(H, W)`` mask."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if count <= 1:
-        return mask.astype(bool)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
-    return labels == (1 + int(np.argmax(sizes)))
+    """The largest 8-connected component of a boolean ``(H, W)`` mask."""
+    mask = np.asarray(mask, dtype=bool)
+    return get_largest_connected_component_mask(mask, connectivity=2) if mask.any() else mask
 
 
 def clean_mask(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Morphological opening (erode then dilate) and largest component; falls back to the input if emptied."""
-    mask = mask.astype(bool)
+    mask = np.asarray(mask, dtype=bool)
     opened = ndimage.binary_dilation(ndimage.binary_erosion(mask, iterations=iterations), iterations=iterations)
     opened = opened if opened.any() else mask
-    return largest_component(opened) if opened.any() else opened
-
-
-def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
-    """Tight XYXY box ``[x_min, y_min, x_max, y_max]`` (pixel indices) of a mask; ``None`` if empty."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
+    return largest_component(opened)
 
 
 def mask_to_point(mask: np.ndarray) -> np.ndarray | None:
-    """``(x, y)`` of the pixel deepest inside the mask (maximum of the distance transform)."""
+    """``(x, y)`` of the pixel deepest inside the mask (maximum of the distance transform); ``None`` if empty."""
     if not mask.any():
         return None
     distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
@@ -60,25 +86,27 @@ def expand_box(box: np.ndarray, margin: float, size: tuple[int, int]) -> np.ndar
 def mask_prompts(
     masks: torch.Tensor, prompt: str, box_margin: float = 0.0
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
-    """Prompts for the decoder from boolean masks ``(B, H, W)`` (each non-empty).
+    """Prompts for the decoder from non-empty boolean masks ``(B, H, W)``.
 
     Args:
-        prompt: ``"box"``, ``"point"`` or ``"box+point"``.
+        prompt: ``"box"``, ``"points"`` (the deepest point) or ``"points+box"``.
         box_margin: grow each box by this fraction of its width/height on every side (box-trained
             backbones such as LiteMedSAM saw loose boxes in training and prefer them to tight ones).
 
     Returns:
         ``points`` ``((B, 1, 2), (B, 1))`` or ``None`` and ``boxes`` ``(B, 4)`` or ``None``.
     """
-    if prompt not in ("box", "point", "box+point"):
-        raise ValueError(f"prompt must be 'box', 'point' or 'box+point', got {prompt!r}")
+    from monai_sam.utils import check_choice
+
+    check_choice("prompt", prompt, PROMPT_TYPES)
     arrays = [m.cpu().numpy().astype(bool) for m in masks]
     device = masks.device
     boxes = points = None
     if "box" in prompt:
-        boxes = np.stack([expand_box(mask_to_box(m), box_margin, m.shape) for m in arrays])
+        tight, _ = boxes_of_masks(masks.cpu())
+        boxes = np.stack([expand_box(box.numpy(), box_margin, m.shape) for box, m in zip(tight, arrays, strict=True)])
         boxes = torch.as_tensor(boxes, device=device)
-    if "point" in prompt:
+    if "points" in prompt:
         coords = torch.as_tensor(np.stack([mask_to_point(m) for m in arrays]), device=device)[:, None, :]
         points = (coords, torch.ones(coords.shape[:2], dtype=torch.int, device=device))
     return points, boxes

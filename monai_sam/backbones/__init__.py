@@ -6,13 +6,25 @@ import os
 
 import torch
 
+from monai_sam.backbones.cache import EmbeddingCache, OutputMemo
+from monai_sam.backbones.decoder import DecoderOutput, attention_bias
 from monai_sam.backbones.frozen_sam import FrozenSam
 from monai_sam.backbones.letterbox import Letterbox
 from monai_sam.backbones.lite_medsam import LiteMedSam, build_lite_medsam
 from monai_sam.backbones.sam_vit import SAM_VIT_CONFIGS, SamViT, build_sam_vit, build_tiny_sam
-from monai_sam.cache import EmbeddingCache
 
-__all__ = ["BACKBONES", "FrozenSam", "Letterbox", "LiteMedSam", "SamViT", "build_backbone"]
+__all__ = [
+    "BACKBONES",
+    "DecoderOutput",
+    "EmbeddingCache",
+    "FrozenSam",
+    "Letterbox",
+    "LiteMedSam",
+    "OutputMemo",
+    "SamViT",
+    "attention_bias",
+    "build_backbone",
+]
 
 BACKBONES = ("lite_medsam", *SAM_VIT_CONFIGS, "tiny_sam")
 
@@ -23,6 +35,7 @@ def build_backbone(
     device: str | torch.device = "cpu",
     cache_dir: str | os.PathLike | None = None,
     cache: bool = True,
+    feature_dtype: torch.dtype | str | None = None,
 ) -> FrozenSam:
     """Build a frozen backbone by name, with an embedding cache (memory, plus ``cache_dir`` if given).
 
@@ -33,6 +46,8 @@ def build_backbone(
         device: where the model runs.
         cache_dir: optional folder for a disk embedding cache shared across runs.
         cache: ``False`` disables caching (every call runs the encoder).
+        feature_dtype: dtype of the cached intermediate feature maps (``"float16"`` halves them; the
+            embedding stays float32); ``None`` keeps float32.
     """
     if name == "lite_medsam":
         backbone: FrozenSam = build_lite_medsam(checkpoint)
@@ -42,6 +57,8 @@ def build_backbone(
         backbone = build_tiny_sam(checkpoint=checkpoint)
     else:
         raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
+    if isinstance(feature_dtype, str):
+        feature_dtype = getattr(torch, feature_dtype.removeprefix("torch."))
     if cache:
-        backbone.set_cache(EmbeddingCache(cache_dir))
+        backbone.set_cache(EmbeddingCache(cache_dir, feature_dtype=feature_dtype))
     return backbone.to(device)

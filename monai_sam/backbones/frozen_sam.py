@@ -8,9 +8,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_sam.cache import EmbeddingCache
+from monai_sam.backbones.cache import EmbeddingCache
+from monai_sam.backbones.decoder import DecoderOutput, run_mask_decoder
 
-__all__ = ["FrozenSam"]
+__all__ = ["NORMALIZATIONS", "PIXEL_MEAN", "PIXEL_STD", "FrozenSam"]
+
+NORMALIZATIONS = ("minmax", "meanstd")
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 class FrozenSam(nn.Module):
@@ -32,9 +37,6 @@ class FrozenSam(nn.Module):
             ``return_features=True`` (indices into :meth:`feature_modules`).
     """
 
-    pixel_mean = (123.675, 116.28, 103.53)
-    pixel_std = (58.395, 57.12, 57.375)
-
     def __init__(
         self,
         name: str,
@@ -47,8 +49,8 @@ class FrozenSam(nn.Module):
         feature_layers: Sequence[int],
     ) -> None:
         super().__init__()
-        if normalization not in ("minmax", "meanstd"):
-            raise ValueError(f"normalization must be 'minmax' or 'meanstd', got {normalization!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.name = name
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
@@ -162,11 +164,10 @@ class FrozenSam(nn.Module):
         if missing:
             embedding, features = self.encode_uncached(images[missing], layers)
             for j, i in enumerate(missing):
-                entry = (embedding[j], *(f[j] for f in features))
-                self.cache.put(keys[i], entry)
-                entries[i] = entry
+                entries[i] = self.cache.put(keys[i], (embedding[j], *(f[j] for f in features)))
         device = self.device
-        stacked = [torch.stack([entry[k] for entry in entries]).to(device) for k in range(1 + len(layers))]
+        parts = range(1 + len(layers))
+        stacked = [torch.stack([entry[k] for entry in entries]).to(device, torch.float32) for k in parts]
         return stacked[0], stacked[1:]
 
     # ---------------------------------------------------------------------- prompts and decoder
@@ -188,6 +189,42 @@ class FrozenSam(nn.Module):
         """
         return self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
 
+    def decode_features(
+        self,
+        embedding: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = False,
+        mask_token_shift: torch.Tensor | None = None,
+        token_offset: torch.Tensor | None = None,
+        token_to_image_bias: torch.Tensor | None = None,
+    ) -> DecoderOutput:
+        """Prompt encoder + mask decoder with everything it computes (see :func:`run_mask_decoder`).
+
+        Args:
+            embedding: ``(B, C, h, w)``, one image per prompt set (``B = P``) or one image for all (``B = 1``).
+            points / boxes / mask_input: as in :meth:`encode_prompts`, batch ``P``.
+            multimask_output: ``False`` -> mask token 0; ``True`` -> tokens 1-3.
+            mask_token_shift: ``(P, T, C)`` added to the mask-token embeddings (ProMISe's IPS).
+            token_offset: ``(C,)`` added to every decoder token (PerSAM's target-semantic prompting).
+            token_to_image_bias: ``(1, 1, 1, h*w)`` token -> image attention bias (PerSAM's guided attention).
+        """
+        sparse, dense = self.encode_prompts(points, boxes, mask_input)
+        if sparse.shape[0] != dense.shape[0]:  # no sparse prompt: the encoder returns one empty set
+            sparse = sparse.expand(dense.shape[0], -1, -1)
+        return run_mask_decoder(
+            self.mask_decoder,
+            embedding,
+            self.prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            multimask_output,
+            mask_token_shift,
+            token_offset,
+            token_to_image_bias,
+        )
+
     def decode(
         self,
         embedding: torch.Tensor,
@@ -195,42 +232,11 @@ class FrozenSam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = False,
+        **changes: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder: one prompt set per image, or many prompt sets on one image.
-
-        Args:
-            embedding: ``(B, C, h, w)``; with ``B = 1`` and ``P`` prompt sets, all ``P`` are decoded
-                against that one image in a single call (segment-anything repeats the image).
-            points / boxes / mask_input: as in :meth:`encode_prompts`, batch ``B`` (or ``P``).
-            multimask_output: ``False`` -> mask token 0; ``True`` -> tokens 1-3.
-
-        Returns:
-            low-res logits ``(B or P, K, 4h, 4w)`` and predicted IoU ``(B or P, K)``, ``K`` = 1 or 3.
-        """
-        sparse, dense = self.encode_prompts(points, boxes, mask_input)
-        if embedding.shape[0] == 1:
-            return self.mask_decoder(
-                image_embeddings=embedding,
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-            )
-        if sparse.shape[0] != embedding.shape[0]:
-            sparse = sparse.expand(embedding.shape[0], -1, -1)
-        masks, iou = [], []
-        # segment-anything's decoder repeats the image per prompt set, so decode image by image.
-        for b in range(embedding.shape[0]):
-            m, q = self.mask_decoder(
-                image_embeddings=embedding[b : b + 1],
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse[b : b + 1],
-                dense_prompt_embeddings=dense[b : b + 1],
-                multimask_output=multimask_output,
-            )
-            masks.append(m)
-            iou.append(q)
-        return torch.cat(masks), torch.cat(iou)
+        """Low-res logits ``(P, K, 4h, 4w)`` and predicted IoU ``(P, K)``, ``K`` = 1 or 3 (:meth:`decode_features`)."""
+        out = self.decode_features(embedding, points, boxes, mask_input, multimask_output, **changes)
+        return out.masks, out.iou
 
     def upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor:
         """``(B, K, 4h, 4w)`` low-res logits -> ``(B, K, S, S)`` logits in the input frame."""

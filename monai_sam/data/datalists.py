@@ -12,43 +12,21 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_sam.data.readers import IMAGE_SUFFIXES, VOLUME_SUFFIXES, DataError
+from monai_sam.data.errors import DataError
+from monai_sam.data.geometry import check_same_grid
+from monai_sam.data.readers import IMAGE_SUFFIXES, VOLUME_SUFFIXES, is_volume_path, read_ct_volume
+from monai_sam.data.transforms import skipped_slices
 
 __all__ = [
     "make_datalist",
     "image_folder_datalist",
     "ct_volume_datalist",
     "load_datalist_json",
-    "skipped_slices",
-    "check_same_grid",
+    "expand_items",
     "find_volume_label",
 ]
 
 _IMAGE_DIRS = (("images", "masks"), ("Original", "Ground Truth"), ("Images", "Masks"), ("image", "mask"))
-
-
-def _is_volume(path: Path) -> bool:
-    return path.is_file() and any(path.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
-
-
-def _is_dicom_folder(path: Path) -> bool:
-    if not path.is_dir():
-        return False
-    files = [p for p in path.iterdir() if p.is_file()]
-    return (
-        bool(files)
-        and all(p.suffix.lower() in (".dcm", "") or p.name.startswith(".") for p in files)
-        and any(p.suffix.lower() == ".dcm" or _has_dicom_magic(p) for p in files)
-    )
-
-
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _read_groups(csv_path: Path) -> dict[str, str]:
@@ -103,57 +81,6 @@ def _natural_sorted(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (1 << 30, p.stem))
 
 
-def skipped_slices(
-    volume, slab: Sequence[int] | None = None, body_hu: float | None = None, min_body_fraction: float = 0.01
-) -> list[bool]:
-    """Which axial slices of a ``(X, Y, Z)`` volume have nothing to segment (``True`` = skip).
-
-    A slice is skipped when it lies outside ``slab`` (``(first, last)`` slice indices, both included)
-    or, with ``body_hu``, when fewer than ``min_body_fraction`` of its voxels are above ``body_hu``
-    (e.g. -500 HU: air around the patient). A volume not in HU (e.g. intensities in [0, 1]) has
-    every voxel above -500, so the body test then skips nothing.
-    """
-    import numpy as np
-
-    depth = volume.shape[-1]
-    skip = [False] * depth
-    if slab is not None:
-        first, last = (int(v) for v in slab)
-        if not (0 <= first <= last):
-            raise DataError(f"slab must be (first, last) slice indices with 0 <= first <= last, got {tuple(slab)}.")
-        skip = [z < first or z > last for z in range(depth)]
-    if body_hu is not None:
-        body = (np.asarray(volume) > float(body_hu)).reshape(-1, depth).mean(axis=0)
-        skip = [s or bool(b < min_body_fraction) for s, b in zip(skip, body, strict=True)]
-    return skip
-
-
-def check_same_grid(image: str | os.PathLike, other: str | os.PathLike, what: str = "Label") -> None:
-    """Raise ``DataError`` unless volume ``other`` lies voxel for voxel on the grid of CT volume ``image``.
-
-    Both are read with :func:`~monai_sam.data.readers.read_ct_volume` (reoriented to LPS), so a label
-    stored in another axis order but on the same physical grid passes; a different shape, spacing or
-    origin does not (no resampling is ever done silently).
-    """
-    import numpy as np
-
-    from monai_sam.data.readers import read_ct_volume
-
-    volume, affine = read_ct_volume(str(image))
-    mask, mask_affine = read_ct_volume(str(other))
-    if mask.shape != volume.shape:
-        raise DataError(
-            f"{what} {other} has shape {mask.shape} but image {image} has {volume.shape} (after reorientation to "
-            "LPS); they must share the image's voxel grid. Resample it onto the image first."
-        )
-    if not np.allclose(mask_affine, affine, atol=1e-3 * max(1.0, float(np.abs(affine).max()))):
-        raise DataError(
-            f"{what} {other} has the image's shape {volume.shape} but another grid (spacing/origin/direction): "
-            f"affine\n{np.round(mask_affine, 3)}\nvs image {image}\n{np.round(affine, 3)}. "
-            "Resample it onto the image first."
-        )
-
-
 _LABEL_SUFFIXES = ("", "_seg", "_label", "_labels", "_mask")
 
 
@@ -192,8 +119,6 @@ def ct_volume_datalist(
     predicts it empty. ``extra`` fields (e.g. ``patient``, ``visit``, ``phase``) are copied into
     every item; ``group`` defaults to ``extra["patient"]`` or the case.
     """
-    from monai_sam.data.readers import read_ct_volume
-
     image = Path(image)
     volume, _ = read_ct_volume(str(image))
     if label is not None:
@@ -221,39 +146,50 @@ def ct_volume_datalist(
     return items
 
 
+def expand_items(
+    items: list[dict],
+    root: str | os.PathLike | None = None,
+    slab: Sequence[int] | None = None,
+    body_hu: float | None = None,
+    source: str = "datalist",
+) -> list[dict]:
+    """Datalist items with every whole CT volume (a NIfTI file or DICOM folder without ``slice``) turned into
+    one item per axial slice (:func:`ct_volume_datalist`, keeping its other fields such as ``patient``,
+    ``visit``, ``phase``), relative paths resolved against ``root``, and ``id``/``modality`` filled in."""
+    out = []
+    for item in items:
+        item = dict(item)
+        if "image" not in item:
+            raise DataError(f"{source}: an item has no 'image' field: {item}.")
+        for field in ("image", "label"):
+            if root is not None and item.get(field) and not Path(item[field]).is_absolute():
+                item[field] = str((Path(root) / item[field]).resolve())
+        image = Path(str(item["image"]))
+        if "slice" not in item and is_volume_path(image):
+            extra = {k: v for k, v in item.items() if k not in ("image", "label", "case", "id", "modality")}
+            out.extend(ct_volume_datalist(image, item.get("label"), item.get("case"), slab, body_hu, extra))
+            continue
+        item.setdefault("id", image.name.split(".")[0] + (f"_{int(item['slice']):04d}" if "slice" in item else ""))
+        item.setdefault("modality", "ct" if "slice" in item else "rgb")
+        out.append(item)
+    return out
+
+
 def load_datalist_json(
     path: str | os.PathLike, key: str = "data", slab: Sequence[int] | None = None, body_hu: float | None = None
 ) -> list[dict]:
     """A datalist JSON: a list of items, or a dict holding one under ``key`` (relative paths from the file).
 
-    Items are 2D images, CT slices (with ``slice``), or whole CT volumes (a NIfTI file or DICOM
-    folder without ``slice``, e.g. the 4D-Lung datalist of ``scripts/convert_4dlung.py``): a
-    volume item becomes one item per axial slice via :func:`ct_volume_datalist`, keeping its other
-    fields (``patient``, ``visit``, ``phase``...), so every item then goes through the same
-    :class:`monai_sam.data.LoadSampled`.
+    Items are 2D images, CT slices (with ``slice``), or whole CT volumes (e.g. the 4D-Lung datalist of
+    ``monai-sam-convert-4dlung``), which :func:`expand_items` turns into one item per axial slice.
     """
     path = Path(path)
-    content = json.loads(path.read_text())
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"Datalist {path} is not valid JSON ({error}); fix the file.") from error
     items = content.get(key, content.get("training", [])) if isinstance(content, dict) else content
-    out = []
-    for item in items:
-        item = dict(item)
-        if "image" not in item:
-            raise DataError(f"Datalist {path}: an item has no 'image' field: {item}.")
-        for field in ("image", "label"):
-            if field in item and not Path(item[field]).is_absolute():
-                item[field] = str((path.parent / item[field]).resolve())
-        image = Path(item["image"])
-        if "slice" not in item and (_is_volume(image) or _is_dicom_folder(image)):
-            extra = {k: v for k, v in item.items() if k not in ("image", "label", "case", "id", "modality")}
-            out.extend(ct_volume_datalist(image, item.get("label"), item.get("case"), slab, body_hu, extra))
-            continue
-        item.setdefault(
-            "id", Path(item["image"]).name.split(".")[0] + (f"_{item['slice']:04d}" if "slice" in item else "")
-        )
-        item.setdefault("modality", "ct" if "slice" in item else "rgb")
-        out.append(item)
-    return out
+    return expand_items(items, path.parent, slab, body_hu, source=f"Datalist {path}")
 
 
 def make_datalist(
@@ -282,10 +218,10 @@ def make_datalist(
         raise DataError(f"dataset_dir {path} does not exist; pass the folder or file to segment.")
     if path.is_file() and path.suffix.lower() == ".json":
         return load_datalist_json(path, slab=slab, body_hu=body_hu)
-    if _is_volume(path) or _is_dicom_folder(path):
+    if is_volume_path(path):
         label = find_volume_label(labels, _case_of(path)) if labels else None
         return ct_volume_datalist(path, label, slab=slab, body_hu=body_hu)
-    volumes = sorted(p for p in path.iterdir() if _is_volume(p)) if path.is_dir() else []
+    volumes = sorted(p for p in path.iterdir() if p.is_file() and is_volume_path(p)) if path.is_dir() else []
     if volumes:
         if labels and Path(labels).is_file():
             raise DataError(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_sam.data.readers import DataError
+from monai_sam.data.errors import DataError
 
 __all__ = ["check_dicom_series", "resample_dicom_series"]
 
@@ -56,7 +56,7 @@ def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
             f"DICOM series {folder} is not evenly spaced: {steps[i]:.2f} mm between {positions[i][1]} and "
             f"{positions[i + 1][1]} (usual step {step:.2f} mm) - a slice is missing or the series is mixed. "
             "Add the missing file, or resample the series explicitly (linear between slices) with "
-            f"`python scripts/resample_dicom_series.py --folder {folder} --output <file>.nii.gz` and segment that file."
+            f"`monai-sam-resample-dicom --folder {folder} --output <file>.nii.gz` and segment that file."
         )
     return len(positions)
 

@@ -19,7 +19,8 @@ import nibabel as nib
 import numpy as np
 
 from monai_sam.data.dicom import check_dicom_series
-from monai_sam.data.readers import DataError, read_ct_volume
+from monai_sam.data.errors import DataError
+from monai_sam.data.readers import read_ct_volume
 from monai_sam.data.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct_mask, rtstruct_roi_names
 
 __all__ = ["CtSeries", "scan_tcia", "parse_phase", "convert_4dlung"]
@@ -138,7 +139,7 @@ def _save_atomic(array: np.ndarray, affine: np.ndarray, target: Path) -> None:
 def _with_roi(ct: CtSeries, roi: str) -> Path:
     """The first RTSTRUCT of ``ct`` holding ``roi`` (case-insensitive); else the last (its error lists the ROIs)."""
     for path in ct.rtstructs:
-        if roi.strip().lower() in (name.strip().lower() for name in rtstruct_roi_names(ct.folder, path)):
+        if roi.strip().lower() in (name.strip().lower() for name in rtstruct_roi_names(path)):
             return path
     return ct.rtstructs[-1]
 

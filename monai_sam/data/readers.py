@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_sam.data.errors import DataError
+
 __all__ = [
     "DataError",
     "read_rgb",
@@ -21,14 +23,52 @@ __all__ = [
     "window_hu",
     "IMAGE_SUFFIXES",
     "VOLUME_SUFFIXES",
+    "is_ct_item",
+    "is_dicom_folder",
+    "is_volume_item",
+    "is_volume_path",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file and the fix."""
+def is_dicom_folder(path: str | os.PathLike) -> bool:
+    """A folder of DICOM files (``.dcm`` or extension-less files with the DICM magic bytes)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return (
+        bool(files)
+        and all(p.suffix.lower() in (".dcm", "") for p in files)
+        and any(p.suffix.lower() == ".dcm" or _has_dicom_magic(p) for p in files)
+    )
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_volume_path(path: str | os.PathLike) -> bool:
+    """A CT volume: a NIfTI/NRRD/MHA file or a DICOM series folder."""
+    path = Path(str(path))
+    return (path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES)) or is_dicom_folder(path)
+
+
+def is_ct_item(item) -> bool:
+    """An item that is (part of) a CT volume: one axial slice (``slice``) or ``modality == "ct"``."""
+    return "slice" in item or item.get("modality") == "ct"
+
+
+def is_volume_item(item) -> bool:
+    """A whole CT volume as one item (no ``slice``), e.g. what MONAI Label sends for a volume."""
+    return "slice" not in item and isinstance(item.get("image"), (str, os.PathLike)) and is_volume_path(item["image"])
 
 
 def _read_array(path: Path) -> np.ndarray:

@@ -1,20 +1,35 @@
-"""Ignite/MONAI engines, handlers and writers shared by the bundles."""
+"""MONAI/Ignite pieces the bundles' configs are made of: inferer, handlers, writers, batch preparation."""
 
-from monai_sam.engines.evaluation import build_evaluator, postprocessing, prepare_image_batch
-from monai_sam.engines.metrics_handler import PerImageMetrics
-from monai_sam.engines.training import TrainingCheckpoints, unwrap_parallel
-from monai_sam.engines.volume import SkipSlicesInferer, VolumeWriter
-from monai_sam.engines.writers import SaveMaskd, output_stem
+from monai_sam.engines.batches import prepare_batch_with_label, prepare_image_batch
+from monai_sam.engines.checkpoints import (
+    FrozenBackboneCheck,
+    HeadCheckpointLoader,
+    TrainingCheckpoints,
+    ValidateIfData,
+    export_head,
+    load_checkpoint,
+    save_checkpoint,
+)
+from monai_sam.engines.inferers import SliceBatchInferer
+from monai_sam.engines.metrics import PerImageMetrics
+from monai_sam.engines.volume_writer import VolumeWriter
+from monai_sam.engines.writers import AtomicPILWriter, SaveMaskd, SaveOverlayd, item_name
 
 __all__ = [
+    "AtomicPILWriter",
+    "FrozenBackboneCheck",
+    "HeadCheckpointLoader",
     "PerImageMetrics",
     "SaveMaskd",
-    "SkipSlicesInferer",
+    "SaveOverlayd",
+    "SliceBatchInferer",
     "TrainingCheckpoints",
+    "ValidateIfData",
     "VolumeWriter",
-    "build_evaluator",
-    "output_stem",
-    "postprocessing",
+    "export_head",
+    "item_name",
+    "load_checkpoint",
+    "prepare_batch_with_label",
     "prepare_image_batch",
-    "unwrap_parallel",
+    "save_checkpoint",
 ]

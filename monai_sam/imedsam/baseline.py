@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from monai_sam.imedsam.boxes import boxes_of
+from monai_sam.imedsam.network import boxes_of
 from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, with_meta_of
 
 __all__ = ["FrozenDecoderWithBoxes"]

@@ -10,13 +10,33 @@ import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
 from monai_sam.imedsam.blocks import encoder_blocks
-from monai_sam.imedsam.boxes import boxes_of
 from monai_sam.imedsam.frequency_adapter import FrequencyAdapters, fft_amplitude
 from monai_sam.imedsam.implicit_decoder import DecoderOutput, FourierFeatures, ImplicitDecoder
 from monai_sam.imedsam.lora import LoRAAdapters
-from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
+from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, client_prompts, letterboxes_of, with_meta_of
 
-__all__ = ["IMedSamNet", "ADAPTERS"]
+__all__ = ["IMedSamNet", "ADAPTERS", "boxes_of"]
+
+
+def boxes_of(images: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 4)`` input-frame XYXY boxes: ``boxes`` when given, else each image's box from its meta (a client's
+    box or a ``box_source``'s, :class:`~monai_sam.imedsam.boxes.BoxFromSourced`).
+
+    Raises:
+        ValueError: an image without a box, saying what to send.
+    """
+    if boxes is None:
+        prompts = client_prompts(images, letterboxes_of(images, images.shape[-1]))
+        if any(p.box is None for p in prompts):
+            raise ValueError(
+                "I-MedSAM segments inside a box: give boxes=(B, 4) input-frame XYXY, send a box with the image "
+                "(MONAI Label: an ROI), or preprocess with a box_source (label, json, masks)."
+            )
+        boxes = torch.stack([p.box for p in prompts])
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    if boxes.shape[0] != images.shape[0]:
+        raise ValueError(f"{boxes.shape[0]} boxes for {images.shape[0]} images")
+    return boxes
 
 ADAPTERS = ("none", "lora", "fa", "lora+fa")
 
@@ -38,8 +58,8 @@ class IMedSamNet(HeadOnFrozenSam):
        Fourier features of ``(x, y)`` (42): ``D = 2c + 1 + C + 42``;
     5. the implicit decoder (:class:`ImplicitDecoder`) predicts a residual on SAM's mask logit.
 
-    Boxes: ``forward(images, boxes=...)``, or (MONAI Label / bundle inference) the ``box`` entry of
-    the images' MetaTensor meta, which :class:`monai_sam.imedsam.boxes.BoxToFramed` writes.
+    Boxes: ``forward(images, boxes=...)``, or (MONAI Label / bundle inference) each image's box from its
+    meta: the client's box, else the ``box_source``'s (:class:`~monai_sam.imedsam.boxes.BoxFromSourced`).
 
     Args:
         backbone: the frozen SAM.
@@ -139,19 +159,11 @@ class IMedSamNet(HeadOnFrozenSam):
     # ------------------------------------------------------------------------ prompt + maps
     def pixel_maps(self, embedding: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Embedding ``(B, C, h, w)`` + boxes ``(B, 4)`` -> ``(B, 2c + 1, 4h, 4w)`` per-pixel features."""
-        decoder = self.backbone.mask_decoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.adapted):
-            sparse, dense = self.backbone.encode_prompts(boxes=boxes.to(embedding.device, torch.float32))
-            tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-            tokens = torch.cat([tokens[None].expand(sparse.shape[0], -1, -1), sparse], dim=1)
-            pe = self.backbone.prompt_encoder.get_dense_pe().expand(embedding.shape[0], -1, -1, -1)
-            hs, src = decoder.transformer(embedding + dense, pe, tokens)
-            b, c, h, w = embedding.shape
-            src = src.transpose(1, 2).reshape(b, c, h, w)
-            weight = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])  # (B, c/8): mask token 0
-            sam_logit = (weight[:, :, None, None] * decoder.output_upscaling(src)).sum(1, keepdim=True)
-        upscaled = self.upscaling(src)
-        return torch.cat([upscaled, weight[:, :, None, None] * upscaled, sam_logit], dim=1)
+            decoded = self.backbone.decode_features(embedding, boxes=boxes.to(embedding.device, torch.float32))
+        weight = decoded.hyper_weights[:, 0]  # (B, c): the hypernetwork weight of mask token 0
+        upscaled = self.upscaling(decoded.image_features)
+        return torch.cat([upscaled, weight[:, :, None, None] * upscaled, decoded.masks], dim=1)  # SAM's own logit
 
     def point_features(self, maps: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps ``(B, M, H', W')`` at coordinates ``(B, N, 2)`` ((x, y) in [0, 1] of the input frame) ->

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.losses import DiceCELoss
 
 from monai_sam.imedsam.network import IMedSamNet
+from monai_sam.utils import unwrap_parallel
 
 __all__ = [
     "IMedSamLoss",
     "CoarseToFineSchedule",
     "imedsam_optimizer",
-    "labelled_slices",
     "prepare_training_batch",
-    "split_by_groups",
 ]
 
 
@@ -55,7 +52,7 @@ class CoarseToFineSchedule:
         engine.add_event_handler(Events.COMPLETED, lambda _: self._net().fourier.set_progress(1.0))
 
     def _net(self) -> IMedSamNet:
-        return getattr(self.network, "module", self.network)
+        return unwrap_parallel(self.network)
 
     def _step(self, engine: Engine) -> None:
         t = (engine.state.iteration - 1) / max(1, engine.state.epoch_length)
@@ -69,7 +66,7 @@ def imedsam_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW with two learning rates: the implicit decoder's MLPs (``lr_mlp``) and everything else of the
     head — output upscaling, LoRA, frequency adapters (``lr_adapters``). Never a backbone parameter."""
-    net = getattr(network, "module", network)
+    net = unwrap_parallel(network)
     mlp = [p for p in net.decoder.parameters() if p.requires_grad]
     ids = {id(p) for p in mlp}
     rest = [p for p in net.head_parameters() if p.requires_grad and id(p) not in ids]
@@ -79,47 +76,10 @@ def imedsam_optimizer(
 
 
 def prepare_training_batch(batchdata, device=None, non_blocking: bool = False, **kwargs):
-    """Training batch -> ``(images, point_labels, (), {"boxes", "points"})`` (MONAI passes the dict to the network)."""
+    """Training batch -> ``(images, point_labels, (), {"points": ...})`` (MONAI passes the dict to the network).
+
+    Each image's (jittered) box travels in its meta, where the network reads it.
+    """
     images = batchdata["image"].to(device=device, non_blocking=non_blocking)
     target = batchdata["point_labels"].to(device=device, non_blocking=non_blocking)
-    extra = {
-        "boxes": torch.as_tensor(batchdata["box"]).to(device=device),
-        "points": torch.as_tensor(batchdata["points"]).to(device=device),
-    }
-    return images, target, (), extra
-
-
-def split_by_groups(items: list[dict], groups: Sequence[int | str] | str) -> list[dict]:
-    """Items whose ``group`` (e.g. CVC-ClinicDB video sequence) is in ``groups`` (a list, or ``"a-b"`` ranges
-    such as ``"1-8"`` / ``"9,10"``). Raises if nothing matches (a wrong dataset or split)."""
-    if isinstance(groups, str):
-        wanted = set()
-        for part in groups.split(","):
-            low, _, high = part.strip().partition("-")
-            wanted.update(str(g) for g in range(int(low), int(high or low) + 1))
-    else:
-        wanted = {str(g) for g in groups}
-    chosen = [item for item in items if str(item.get("group", "")) in wanted]
-    if not chosen:
-        raise ValueError(
-            f"no item has a group in {sorted(wanted)}; the dataset needs a sequences.csv (groups) for this split"
-        )
-    return chosen
-
-
-def labelled_slices(items: list[dict], label_values: Sequence[int] | None = None) -> list[dict]:
-    """Drop CT slices whose label is empty (a box prompt needs an object; those slices are skipped at
-    inference anyway); 2D items pass unchanged. Each label volume is read once (cached reader)."""
-    import numpy as np
-
-    from monai_sam.data import read_ct_volume
-
-    kept = []
-    for item in items:
-        if "slice" in item and item.get("label") is not None:
-            volume, _ = read_ct_volume(str(item["label"]))
-            axial = np.rint(volume[:, :, int(item["slice"])])
-            if not (np.isin(axial, label_values) if label_values else axial > 0).any():
-                continue
-        kept.append(item)
-    return kept
+    return images, target, (), {"points": torch.as_tensor(batchdata["points"]).to(device=device)}

@@ -1,31 +1,25 @@
-"""Data transforms of the I-MedSAM bundle: box prompts, training points, output frame -> output size."""
+"""Data transforms of the I-MedSAM bundle: training points, box prompts, output frame -> output size."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.transforms import AsDiscreted, Compose, MapTransform, Randomizable
-from PIL import Image
+from monai.data import MetaTensor
+from monai.transforms import Compose, MapTransform, Randomizable
 
 from monai_sam.backbones import FrozenSam, Letterbox
-from monai_sam.data import DEFAULT_CT_WINDOW, LoadSampled, sam_preprocessing
-from monai_sam.data.readers import read_rgb
-from monai_sam.engines.writers import output_stem
-from monai_sam.imedsam.boxes import BoxFromSourced, BoxToFramed, RandJitterBoxd
-from monai_sam.visualize import overlay
+from monai_sam.data import DEFAULT_CT_WINDOW, ClientPromptsd, LoadSampled, sam_preprocessing
+from monai_sam.imedsam.boxes import BoxFromSourced, RandJitterBoxd
 
 __all__ = [
     "RandSamplePointsd",
     "ToOutputSized",
-    "SaveOutputMaskd",
     "inference_transforms",
     "training_transforms",
-    "imedsam_postprocessing",
     "output_shape",
 ]
 
@@ -44,7 +38,7 @@ class RandSamplePointsd(Randomizable, MapTransform):
     (jittered) box grown by 20 % (where the boundary is), the rest anywhere in the image. Adds
     ``points`` ``(N, 2)`` (x, y) in [0, 1] of the input frame and ``point_labels`` ``(1, N)`` 0/1; the
     original-size ``label`` is dropped so that images of different sizes batch together.
-    Needs ``box`` in original pixels (run before :class:`BoxToFramed`).
+    Reads the image's ``prompt_box`` meta (original pixels, :class:`~monai_sam.imedsam.boxes.BoxFromSourced`).
     """
 
     def __init__(self, input_size: int, num_points: int = 4096, box_fraction: float = 0.5) -> None:
@@ -58,7 +52,7 @@ class RandSamplePointsd(Randomizable, MapTransform):
         mask = np.asarray(item.pop("label"))[0] > 0
         h, w = mask.shape
         n_box = int(round(self.num_points * self.box_fraction))
-        x0, y0, x1, y1 = np.asarray(item["box"], dtype=np.float64)
+        x0, y0, x1, y1 = np.asarray(torch.as_tensor(item["image"].meta["prompt_box"])[0], dtype=np.float64)
         mx, my = 0.2 * (x1 - x0 + 1), 0.2 * (y1 - y0 + 1)
         low = np.array([max(0.0, x0 - mx), max(0.0, y0 - my)])
         high = np.array([min(w, x1 + 1 + mx), min(h, y1 + 1 + my)])
@@ -90,57 +84,18 @@ class ToOutputSized(MapTransform):
         item = dict(data)
         original = tuple(int(v) for v in np.asarray(item["image"].meta["spatial_shape"]).reshape(-1)[:2])
         target = output_shape(original, self.output_size)
+        meta = dict(getattr(item[self.pred_key], "meta", {}))
         pred = torch.as_tensor(item[self.pred_key]).as_subclass(torch.Tensor).float()
         rh, rw = Letterbox(original, pred.shape[-1]).resized_size
         pred = pred[..., :rh, :rw]
         if (rh, rw) != target:
             pred = F.interpolate(pred[None], size=target, mode="bilinear", align_corners=False)[0]
-        item[self.pred_key] = pred
+        item[self.pred_key] = MetaTensor(pred, meta=meta)
         label = item.get(self.label_key)
         if label is not None and not isinstance(label, str) and tuple(label.shape[-2:]) != target:
             label = torch.as_tensor(label).as_subclass(torch.Tensor).float()[None]
             item[self.label_key] = (F.interpolate(label, size=target, mode="area")[0] >= 0.5).float()
         return item
-
-
-class SaveOutputMaskd(MapTransform):
-    """``pred`` ``(1, h, w)`` 0/1 -> ``output_dir/<stem>_seg.png`` (0/255) and ``<stem>_overlay.png`` (the image
-    resized to ``(h, w)`` when the output size differs from the original); ``pred`` becomes the ``(h, w)``
-    uint8 mask (MONAI Label's 2D output)."""
-
-    def __init__(self, output_dir: str | os.PathLike, overlay: bool = True, ct_window=DEFAULT_CT_WINDOW) -> None:
-        super().__init__(keys=["pred"])
-        self.output_dir = Path(output_dir)
-        self.overlay = overlay
-        self.ct_window = ct_window
-
-    def __call__(self, data: Mapping) -> dict:
-        item = dict(data)
-        mask = (torch.as_tensor(item["pred"]).detach().cpu().numpy().reshape(item["pred"].shape[-2:]) > 0).astype(
-            np.uint8
-        )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        stem = output_stem(item)
-        Image.fromarray(mask * 255).save(self.output_dir / f"{stem}_seg.png")
-        if self.overlay:
-            base = np.clip(self._base(item), 0, 255).astype(np.uint8)
-            if base.shape[:2] != mask.shape:
-                base = np.asarray(Image.fromarray(base).resize(mask.shape[::-1], Image.BILINEAR))
-            label = item.get("label")
-            label = None if label is None or isinstance(label, str) else np.asarray(label).reshape(-1, *mask.shape)[0]
-            Image.fromarray(overlay(base, mask, None if label is None else label > 0)).save(
-                self.output_dir / f"{stem}_overlay.png"
-            )
-        item["pred"] = mask
-        return item
-
-    def _base(self, item: Mapping) -> np.ndarray:
-        source = item["image"].meta["filename_or_obj"]
-        if item.get("modality") == "ct":
-            loader = LoadSampled(keys=("image",), ct_window=self.ct_window)
-            loaded = loader({"image": source, "slice": int(item["slice"])})
-            return loaded["image"].numpy().transpose(1, 2, 0).astype(np.uint8)
-        return read_rgb(source)
 
 
 def inference_transforms(
@@ -150,7 +105,8 @@ def inference_transforms(
     ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
     label_values: Sequence[int] | None = None,
 ) -> Compose:
-    """Load, exact box from ``box_source``, SAM preprocessing, box into the input frame (and the image meta).
+    """Load, the client's box or the ``box_source``'s, SAM preprocessing: the Python form of the bundle's
+    ``preprocessing``.
 
     ``label_values``: CT label values that make the foreground (e.g. ``[10, 11, 12, 13, 14]``, the lung
     lobes of a TotalSegmentator label map); default any value > 0. ``ct_window=None`` for volumes whose
@@ -159,9 +115,9 @@ def inference_transforms(
     return Compose(
         [
             LoadSampled(ct_window=ct_window, label_values=label_values),
+            ClientPromptsd(),
             BoxFromSourced(box_source, box_path),
-            sam_preprocessing(backbone.input_size, backbone.normalization),
-            BoxToFramed(backbone.input_size),
+            *sam_preprocessing(backbone),
         ]
     )
 
@@ -182,25 +138,12 @@ def training_transforms(
     chain = Compose(
         [
             LoadSampled(ct_window=ct_window, label_values=label_values),
+            ClientPromptsd(enabled=False),
             BoxFromSourced("label"),
             RandJitterBoxd(box_jitter),
             RandSamplePointsd(backbone.input_size, num_points),
-            sam_preprocessing(backbone.input_size, backbone.normalization),
-            BoxToFramed(backbone.input_size),
+            *sam_preprocessing(backbone),
         ]
     )
     chain.set_random_state(seed=seed)
     return chain
-
-
-def imedsam_postprocessing(
-    output_size: int | None = None,
-    output_dir: str | os.PathLike | None = None,
-    overlay: bool = True,
-    ct_window=DEFAULT_CT_WINDOW,
-) -> Compose:
-    """Network logits (any frame size) -> 0/1 mask at ``output_size`` (or the original size) [-> PNG files]."""
-    steps = [ToOutputSized(output_size), AsDiscreted(keys="pred", threshold=0.0)]
-    if output_dir is not None:
-        steps.append(SaveOutputMaskd(output_dir, overlay=overlay, ct_window=ct_window))
-    return Compose(steps)

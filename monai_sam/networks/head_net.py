@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from monai_sam.backbones import FrozenSam, Letterbox
+from monai_sam.utils import unwrap_parallel
 
-__all__ = ["HeadOnFrozenSam", "as_plain_tensor", "letterboxes_of", "with_meta_of"]
+__all__ = [
+    "HeadOnFrozenSam",
+    "Prompts",
+    "as_plain_tensor",
+    "assert_head_only_optimizer",
+    "client_prompts",
+    "letterboxes_of",
+    "merge_client_prompts",
+    "pad_points",
+    "per_image_meta",
+    "with_meta_of",
+]
 
 
 def as_plain_tensor(images: torch.Tensor) -> torch.Tensor:
@@ -47,6 +60,116 @@ def letterboxes_of(images: torch.Tensor, input_size: int) -> list[Letterbox]:
     return [Letterbox((int(h), int(w)), input_size) for h, w in shapes.tolist()]
 
 
+def per_image_meta(images: torch.Tensor, key: str) -> torch.Tensor | None:
+    """The meta entry ``key`` of a batch ``(B, 3, S, S)`` as one row per image, ``(B, ...)`` (``None`` if absent).
+
+    :class:`~monai_sam.data.LoadSampled` and :class:`~monai_sam.data.ClientPromptsd` give each image's
+    entry a leading axis of length 1; collation stacks those into ``(B, 1, ...)``.
+    """
+    value = images.meta.get(key) if hasattr(images, "meta") else None
+    if value is None:
+        return None
+    value = torch.as_tensor(value)
+    batch = images.shape[0]
+    if value.ndim >= 2 and tuple(value.shape[:2]) == (batch, 1):
+        return value[:, 0]
+    if value.ndim >= 1 and value.shape[0] == batch:
+        return value
+    raise ValueError(f"meta entry {key!r} of shape {tuple(value.shape)} does not hold one row per image of {batch}")
+
+
+@dataclass
+class Prompts:
+    """Prompts a client sent for one image, in the encoder's input frame.
+
+    Attributes:
+        points: ``((N, 2) (x, y), (N,) labels 1/0)`` or ``None``.
+        box: ``(4,)`` XYXY or ``None``.
+    """
+
+    points: tuple[torch.Tensor, torch.Tensor] | None = None
+    box: torch.Tensor | None = None
+
+    def __bool__(self) -> bool:
+        return self.points is not None or self.box is not None
+
+
+def client_prompts(images: torch.Tensor, frames: list[Letterbox] | None = None) -> list[Prompts]:
+    """Per image of a batch, the clicks and box the client sent (:class:`~monai_sam.data.ClientPromptsd`),
+    mapped from original pixels into the input frame; an empty :class:`Prompts` where none were sent."""
+    batch = images.shape[0]
+    frames = frames or letterboxes_of(images, images.shape[-1])
+    boxes, coords, labels = (per_image_meta(images, k) for k in ("prompt_box", "prompt_points", "prompt_labels"))
+    boxes = None if boxes is None else boxes.float().reshape(batch, 4)
+    out = []
+    for b, frame in enumerate(frames):
+        prompts = Prompts()
+        if boxes is not None and torch.isfinite(boxes[b]).all():
+            prompts.box = frame.boxes_to_input(boxes[b])
+        if coords is not None and (labels[b] >= 0).any():
+            keep = labels[b] >= 0
+            prompts.points = (frame.points_to_input(coords[b][keep].float()), labels[b][keep].long())
+        out.append(prompts)
+    return out
+
+
+def pad_points(sets: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Point sets of different sizes ``[((N_b, 2), (N_b,)), ...]`` -> ``((B, N, 2), (B, N))``, labels padded with -1
+    (SAM's "not a point")."""
+    n = max(len(labels) for _, labels in sets)
+    device = sets[0][0].device
+    coords = torch.zeros(len(sets), n, 2, device=device)
+    labels = torch.full((len(sets), n), -1, dtype=torch.long, device=device)
+    for b, (c, lab) in enumerate(sets):
+        coords[b, : len(lab)], labels[b, : len(lab)] = c.float(), lab.long()
+    return coords, labels
+
+
+def merge_client_prompts(
+    points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None, client: list[Prompts]
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+    """A network's own prompts with the client's box in place of its box and the client's clicks added.
+
+    ``points ((B, N, 2), (B, N))`` and ``boxes (B, 4)`` in the input frame, as the decoder takes them.
+    An automatic method keeps its own prompts for the images the client sent nothing for.
+    """
+    if not any(client):
+        return points, boxes
+    if any(p.box is not None for p in client):
+        if boxes is None and not all(p.box is not None for p in client):
+            raise ValueError("send a box for every image of the batch, or for none")
+        boxes = torch.stack([p.box.float() if p.box is not None else boxes[b].cpu() for b, p in enumerate(client)])
+    if any(p.points is not None for p in client):
+        sets = []
+        for b, p in enumerate(client):
+            parts = [] if points is None else [(points[0][b].cpu().float(), points[1][b].cpu().long())]
+            if p.points is not None:
+                parts.append((p.points[0].cpu().float(), p.points[1].cpu().long()))
+            sets.append((torch.cat([c for c, _ in parts]), torch.cat([lab for _, lab in parts])))
+        points = pad_points(sets)
+    return points, boxes
+    if any(p.box is not None for p in client):
+        if boxes is None and not all(p.box is not None for p in client):
+            raise ValueError("send a box for every image of the batch, or for none")
+        boxes = torch.stack(
+            [
+                p.box.to(boxes.device if boxes is not None else p.box.device) if p.box is not None else boxes[b]
+                for b, p in enumerate(client)
+            ]
+        )
+    if any(p.points is not None for p in client):
+        sets = []
+        for b, p in enumerate(client):
+            parts = [] if points is None else [(points[0][b], points[1][b])]
+            if p.points is not None:
+                parts.append(p.points)
+            coords = torch.cat([c.to(parts[0][0].device).float() for c, _ in parts]) if parts else torch.zeros(0, 2)
+            labels = torch.cat([lab.to(coords.device).long() for _, lab in parts]) if parts else torch.zeros(0)
+            sets.append((coords, labels))
+        points = pad_points(sets)
+    return points, boxes
+
+
 class HeadOnFrozenSam(nn.Module):
     """A network = frozen ``backbone`` + trainable modules.
 
@@ -81,7 +204,7 @@ class HeadOnFrozenSam(nn.Module):
 def assert_head_only_optimizer(optimizer: torch.optim.Optimizer, network: nn.Module) -> torch.optim.Optimizer:
     """Raise if ``optimizer`` holds any parameter of ``network``'s frozen backbone (or any frozen
     parameter at all); return the optimizer unchanged otherwise, so a config can wrap it."""
-    module = network.module if hasattr(network, "module") and isinstance(network.module, nn.Module) else network
+    module = unwrap_parallel(network)
     backbone_ids = {id(p) for p in module.backbone.parameters()} if hasattr(module, "backbone") else set()
     offending = []
     for group in optimizer.param_groups:

@@ -14,18 +14,9 @@ from __future__ import annotations
 import torch
 
 from monai_sam.backbones import FrozenSam
+from monai_sam.prompts import boxes_of_masks
 
-__all__ = ["masks_to_boxes", "run_cascade"]
-
-
-def masks_to_boxes(masks: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """``(K, S, S)`` bool -> ``(K, 4)`` tight XYXY boxes; an empty mask keeps its ``fallback`` row."""
-    boxes = fallback.clone().float()
-    for k, mask in enumerate(masks):
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        if ys.numel():
-            boxes[k] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float()
-    return boxes
+__all__ = ["run_cascade"]
 
 
 def _best(logits: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,6 +35,7 @@ def run_cascade(
     valid: torch.Tensor,
     passes: int = 3,
     multimask: bool = False,
+    **changes: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The cascade for ``K`` candidates.
 
@@ -55,18 +47,20 @@ def run_cascade(
         passes: 1, 2 or 3.
         multimask: take the best of the three multimask outputs in passes 2 and 3 (PerSAM on
             natural images); ``False`` keeps the single-mask token (box-trained medical backbones).
+        changes: PerSAM's decoder guidance (``token_offset``, ``token_to_image_bias``), see
+            :meth:`monai_sam.backbones.FrozenSam.decode_features`.
 
     Returns:
         low-res logits ``(K, 1, 4h, 4w)`` and the predicted IoU ``(K,)``.
     """
     if not 1 <= passes <= 3:
         raise ValueError(f"passes must be 1, 2 or 3, got {passes}")
-    logits, iou = backbone.decode(embedding, points, boxes)
+    logits, iou = backbone.decode(embedding, points, boxes, **changes)
     iou = iou[:, 0]
     if passes >= 2:
-        logits, iou = _best(*backbone.decode(embedding, points, boxes, logits, multimask))
+        logits, iou = _best(*backbone.decode(embedding, points, boxes, logits, multimask, **changes))
     if passes >= 3:
         masks = (backbone.upscale_logits(logits)[:, 0] > 0) & valid.to(logits.device)
-        refined_boxes = masks_to_boxes(masks, fallback_boxes.to(logits.device))
-        logits, iou = _best(*backbone.decode(embedding, points, refined_boxes, logits, multimask))
+        refined_boxes, _ = boxes_of_masks(masks, fallback_boxes.to(logits.device))
+        logits, iou = _best(*backbone.decode(embedding, points, refined_boxes, logits, multimask, **changes))
     return logits, iou

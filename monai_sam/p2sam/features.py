@@ -29,9 +29,9 @@ def grid_coverage(label: torch.Tensor, frame: Letterbox, grid: int) -> torch.Ten
 
 
 def reference_cells(
-    label: torch.Tensor, frame: Letterbox, grid: int, threshold: float = 0.5, source: str = "reference mask"
+    coverage: torch.Tensor, frame: Letterbox, threshold: float = 0.5, source: str = "reference mask"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Foreground and background cells ``(grid, grid)`` bool of a reference mask.
+    """Foreground and background cells ``(grid, grid)`` bool of a reference mask's ``coverage`` (:func:`grid_coverage`).
 
     Foreground: cells covered at least ``threshold``; a small object that covers no cell that much
     keeps its best-covered cells instead. Background: cells of the image (not the padding) that the
@@ -40,7 +40,8 @@ def reference_cells(
     Raises:
         EmptyReferenceError: the mask has no foreground pixel.
     """
-    coverage = grid_coverage(label, frame, grid)
+    coverage = torch.as_tensor(coverage).float()
+    grid = coverage.shape[-1]
     if float(coverage.max()) <= 0.0:
         raise EmptyReferenceError(
             f"The {source} is empty: P2SAM/PerSAM need a reference with at least one foreground pixel."

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from monai.utils import convert_to_dst_type
 
-from monai_sam.backbones import FrozenSam, Letterbox
-from monai_sam.data.transforms import DEFAULT_CT_WINDOW, load_and_preprocess
-from monai_sam.networks import HeadOnFrozenSam, letterboxes_of
+from monai_sam.backbones import FrozenSam, Letterbox, attention_bias
+from monai_sam.networks import HeadOnFrozenSam, Prompts, client_prompts, letterboxes_of, per_image_meta, with_meta_of
 from monai_sam.p2sam.cascade import run_cascade
-from monai_sam.p2sam.features import cosine_maps, features_at
-from monai_sam.p2sam.guidance import decoder_guidance
+from monai_sam.p2sam.features import cosine_maps, features_at, grid_coverage
 from monai_sam.p2sam.prompting import Candidate, p2sam_candidates, persam_candidate
-from monai_sam.p2sam.reference import Reference, build_reference
+from monai_sam.p2sam.reference import Reference, build_reference, relative_box
 from monai_sam.p2sam.retrieval import EMPTY_DISTANCE, emd_distance, select_candidate
+from monai_sam.prompts import PROMPT_TYPES
+from monai_sam.utils import check_choice
 
 __all__ = ["METHODS", "PROMPTS", "P2SamNet"]
 
 METHODS = ("persam", "p2sam")
-PROMPTS = ("points", "box", "points+box")
+PROMPTS = PROMPT_TYPES
 
 logger = logging.getLogger("monai_sam")
 
@@ -30,8 +29,11 @@ logger = logging.getLogger("monai_sam")
 class P2SamNet(HeadOnFrozenSam):
     """One-shot, training-free segmentation: ``(B, 3, S, S)`` targets -> ``(B, 1, S, S)`` logits.
 
-    Call :meth:`set_reference` (or :meth:`set_reference_from_files`) once per group; then every
-    forward pass segments the same target in new images.
+    Each target's reference arrives in its meta (:class:`~monai_sam.p2sam.transforms.LoadReferenced`: a
+    protocol datalist names one per target, a MONAI Label request sends one); its features and
+    prototypes are computed once per reference. :meth:`set_reference` sets one for targets that bring none.
+    What was retrieved for each target (candidate, EMD, predicted IoU) comes back in the output's
+    ``prediction_info`` meta. A box the client sent replaces the candidates' box prompt.
 
     - ``method="persam"``: one candidate from the mean reference feature (positive point at the
       similarity maximum, negative at its minimum, box around the top of the map);
@@ -59,10 +61,7 @@ class P2SamNet(HeadOnFrozenSam):
             protocol), the prompts are searched only inside the reference mask's bounding box
             (at the same relative position in the target) grown by ``spatial_prior`` times its
             width / height on every side. The decoder still sees the whole image.
-        reference_image, reference_label, reference_slice, ct_window: optionally, the reference's
-            files (an image, or a CT volume and a slice index, and its mask), loaded at the first
-            forward pass when no reference was set explicitly (so a bundle's ``network`` alone, e.g.
-            in MONAI Label, is complete).
+        references_kept: references whose features stay in memory (one per group is computed once).
     """
 
     def __init__(
@@ -84,18 +83,11 @@ class P2SamNet(HeadOnFrozenSam):
         emd_normalize: bool = False,
         emd_max_points: int = 1024,
         spatial_prior: float | None = None,
-        reference_image: str | None = None,
-        reference_label: str | None = None,
-        reference_slice: int | None = None,
-        ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
+        references_kept: int = 8,
     ) -> None:
         super().__init__(backbone)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if prompt not in PROMPTS:
-            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-        self.method = method
-        self.prompt = prompt
+        self.method = check_choice("method", method, METHODS)
+        self.prompt = check_choice("prompt", prompt, PROMPTS)
         self.pos_range = (int(min_pos), int(max_pos))
         self.neg_range = (int(min_neg), int(max_neg))
         self.passes = int(passes)
@@ -111,13 +103,26 @@ class P2SamNet(HeadOnFrozenSam):
             raise ValueError(f"spatial_prior must be None (off) or >= 0, got {spatial_prior}")
         self.spatial_prior = None if spatial_prior is None else float(spatial_prior)
         self.reference: Reference | None = None
-        self.reference_files = (reference_image, reference_label, reference_slice, ct_window)
-        self.last: list[dict] = []  # one record per target of the last forward call
-        self.empty_predictions = 0
+        self.references_kept = int(references_kept)
+        self._references: OrderedDict[str, Reference] = OrderedDict()
 
     # ------------------------------------------------------------------------------ reference
+    def _build(self, image: torch.Tensor, coverage: torch.Tensor, frame: Letterbox, box, source: str) -> Reference:
+        return build_reference(
+            self.backbone,
+            image.to(self.backbone.device),
+            coverage,
+            frame,
+            box,
+            pos_range=self.pos_range if self.method == "p2sam" else (1, 1),
+            neg_range=self.neg_range if self.method == "p2sam" else (1, 1),
+            seed=self.seed,
+            n_init=self.n_init,
+            source=source,
+        )
+
     def set_reference(self, image: torch.Tensor, label: torch.Tensor, source: str = "reference mask") -> Reference:
-        """Compute the reference's features and prototypes (once per group).
+        """The reference for targets whose meta names none.
 
         Args:
             image: ``(1, 3, S, S)`` or ``(3, S, S)`` preprocessed reference (a MetaTensor from
@@ -130,45 +135,41 @@ class P2SamNet(HeadOnFrozenSam):
         image = image if image.ndim == 4 else image[None]
         frame = letterboxes_of(image, self.backbone.input_size)[0]
         label = torch.as_tensor(label).reshape(*torch.as_tensor(label).shape[-2:])
-        self.reference = build_reference(
-            self.backbone,
-            image.to(self.backbone.device),
-            label,
-            frame,
-            pos_range=self.pos_range if self.method == "p2sam" else (1, 1),
-            neg_range=self.neg_range if self.method == "p2sam" else (1, 1),
-            seed=self.seed,
-            n_init=self.n_init,
-            source=source,
-        )
+        coverage = grid_coverage(label, frame, self.backbone.embedding_size)
+        box = relative_box(label) if label.any() else None
+        self.reference = self._build(image, coverage, frame, box, source)
         return self.reference
 
-    def set_reference_from_item(self, item: Mapping, transform=None) -> Reference:
-        """A datalist item (``image``, ``label``, optionally ``slice``) as the reference."""
-        if item.get("label") is None:
-            raise ValueError(f"The reference {item.get('image')} needs a mask (reference_label).")
-        transform = transform or load_and_preprocess(self.backbone)
-        loaded = transform(dict(item))
-        source = f"reference mask {item['label']}" + (f" (slice {item['slice']})" if "slice" in item else "")
-        return self.set_reference(loaded["image"], loaded["label"], source=source)
-
-    def set_reference_from_files(
-        self,
-        image: str,
-        label: str,
-        slice: int | None = None,
-        ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW,
-    ) -> Reference:
-        """The reference from an image file (or a CT volume and ``slice``) and its mask file."""
-        item = {"image": str(image), "label": str(label)}
-        if slice is not None:
-            item.update(slice=int(slice), modality="ct")
-        return self.set_reference_from_item(item, load_and_preprocess(self.backbone, ct_window=ct_window))
+    def references_of(self, images: torch.Tensor) -> list[Reference]:
+        """Each image's reference: from its meta (computed once per reference), else :attr:`reference`."""
+        keys = images.meta.get("reference_key") if hasattr(images, "meta") else None
+        if keys is None:
+            if self.reference is None:
+                raise ValueError(
+                    "No reference: P2SAM segments from one annotated reference. Give it with the data "
+                    "(reference_image / reference_label, see monai_sam.p2sam.LoadReferenced) or call set_reference."
+                )
+            return [self.reference] * images.shape[0]
+        keys = [keys] * images.shape[0] if isinstance(keys, str) else list(keys)
+        pictures, coverages, boxes, sizes = (
+            per_image_meta(images, k)
+            for k in ("reference_image", "reference_coverage", "reference_box", "reference_size")
+        )
+        out = []
+        for b, key in enumerate(keys):
+            if key not in self._references:
+                frame = Letterbox(tuple(int(v) for v in sizes[b]), self.backbone.input_size)
+                box = tuple(float(v) for v in boxes[b])
+                self._references[key] = self._build(pictures[b][None], coverages[b], frame, box, key.split("|")[1])
+                while len(self._references) > self.references_kept:
+                    self._references.popitem(last=False)
+            self._references.move_to_end(key)
+            out.append(self._references[key])
+        return out
 
     # ------------------------------------------------------------------------------ targets
-    def candidates(self, embedding: torch.Tensor, valid: torch.Tensor) -> list[Candidate]:
+    def candidates(self, embedding: torch.Tensor, valid: torch.Tensor, reference: Reference) -> list[Candidate]:
         """The method's candidate prompt sets for one target embedding ``(C, h, w)``; duplicates dropped."""
-        reference = self._require_reference()
         if self.method == "persam":
             found = [persam_candidate(reference, embedding, valid)]
         else:
@@ -178,15 +179,7 @@ class P2SamNet(HeadOnFrozenSam):
             unique.setdefault(candidate.key(self.prompt), candidate)
         return list(unique.values())
 
-    def _require_reference(self) -> Reference:
-        image, label, slice_index, ct_window = self.reference_files
-        if self.reference is None and image is not None and label is not None:
-            self.set_reference_from_files(image, label, slice=slice_index, ct_window=ct_window)
-        if self.reference is None:
-            raise RuntimeError("No reference set: call set_reference(...) (or set_reference_from_files) first.")
-        return self.reference
-
-    def _prompts(self, candidates: list[Candidate], device: torch.device):
+    def _prompts(self, candidates: list[Candidate], device: torch.device, client: Prompts):
         points = boxes = None
         if "points" in self.prompt:
             n = max(len(c.labels) for c in candidates)
@@ -197,15 +190,16 @@ class P2SamNet(HeadOnFrozenSam):
                 labels[k, : len(c.labels)] = c.labels.int()
             points = (coords.to(device), labels.to(device))
         fallback = torch.stack([c.box for c in candidates]).to(device)
-        if "box" in self.prompt:
+        if client.box is not None:  # the client's box replaces the candidates' own
+            fallback = client.box.to(device).expand(len(candidates), 4).clone()
+        if "box" in self.prompt or client.box is not None:
             boxes = fallback
         return points, boxes, fallback
 
-    def search_region(self, frame: Letterbox, valid: torch.Tensor) -> torch.Tensor:
+    def search_region(self, frame: Letterbox, valid: torch.Tensor, reference: Reference) -> torch.Tensor:
         """``(S, S)`` bool: where prompts may be placed -- the image part of the frame, restricted by the
         spatial prior (the reference's relative box grown by ``spatial_prior`` on every side) if set.
         """
-        reference = self._require_reference()
         if self.spatial_prior is None or reference.box is None:
             return valid
         h, w = frame.original_size
@@ -230,19 +224,24 @@ class P2SamNet(HeadOnFrozenSam):
         return cells
 
     @torch.no_grad()
-    def segment(self, embedding: torch.Tensor, frame: Letterbox) -> tuple[torch.Tensor, dict]:
+    def segment(
+        self, embedding: torch.Tensor, frame: Letterbox, reference: Reference, client: Prompts | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """One target: ``(C, h, w)`` embedding -> ``(1, S, S)`` logits and a record of the choice."""
-        reference = self._require_reference()
+        client = client or Prompts()
         size = self.backbone.input_size
         valid = frame.valid_region(size).to(embedding.device)
-        candidates = self.candidates(embedding, self.search_region(frame, valid))
-        points, boxes, fallback = self._prompts(candidates, embedding.device)
-        similarity = cosine_maps(embedding, reference.mean[None])[0] if self.guided_attention else None
-        feature = reference.mean if self.semantic_prompt else None
-        with decoder_guidance(self.backbone.mask_decoder, similarity, feature, self.attention_scale):
-            low_res, iou = run_cascade(
-                self.backbone, embedding[None], points, boxes, fallback, valid, self.passes, self.multimask
-            )
+        candidates = self.candidates(embedding, self.search_region(frame, valid, reference), reference)
+        points, boxes, fallback = self._prompts(candidates, embedding.device, client)
+        changes = {}
+        if self.guided_attention:
+            similarity = cosine_maps(embedding, reference.mean[None])[0]
+            changes["token_to_image_bias"] = attention_bias(similarity, self.attention_scale)
+        if self.semantic_prompt:
+            changes["token_offset"] = reference.mean
+        low_res, iou = run_cascade(
+            self.backbone, embedding[None], points, boxes, fallback, valid, self.passes, self.multimask, **changes
+        )
         logits = self.backbone.upscale_logits(low_res)[:, 0].masked_fill(~valid, -1e4)  # (K, S, S)
         masks = logits > 0
         distances = []
@@ -258,28 +257,29 @@ class P2SamNet(HeadOnFrozenSam):
         else:
             distances.append(0.0 if masks[0].any() else EMPTY_DISTANCE)
         chosen = select_candidate(distances)
-        empty = not bool(masks[chosen].any())
-        if empty:
-            self.empty_predictions += 1
+        if not bool(masks[chosen].any()):
             logger.warning("empty prediction (all %d candidates empty); scored as a failure", len(candidates))
         record = {
             "candidate": candidates[chosen].name,
-            "distance": distances[chosen],
+            "emd": float(distances[chosen]),
             "candidates": len(candidates),
             "iou_pred": float(iou[chosen]),
-            "empty": empty,
         }
         return logits[chosen : chosen + 1], record
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` preprocessed targets -> ``(B, 1, S, S)`` logits (very negative in the padding)."""
+        references = self.references_of(images)
         embeddings = self.backbone.encode(images)
         embeddings = embeddings.as_tensor() if hasattr(embeddings, "as_tensor") else embeddings  # drop MONAI meta
         frames = letterboxes_of(images, self.backbone.input_size)
-        outputs, self.last = [], []
-        for embedding, frame in zip(embeddings, frames, strict=True):
-            logits, record = self.segment(embedding, frame)
+        client = client_prompts(images, frames)
+        outputs, records = [], []
+        for b, (embedding, frame) in enumerate(zip(embeddings, frames, strict=True)):
+            logits, record = self.segment(embedding, frame, references[b], client[b])
             outputs.append(logits)
-            self.last.append(record)
-        # keep the batch's MONAI meta (original size, applied transforms) so ``Invertd`` maps the logits back
-        return convert_to_dst_type(torch.stack(outputs), images)[0] if hasattr(images, "meta") else torch.stack(outputs)
+            records.append(record)
+        out = with_meta_of(torch.stack(outputs), images)
+        if hasattr(out, "meta"):
+            out.meta["prediction_info"] = records
+        return out

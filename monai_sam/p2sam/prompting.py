@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from monai_sam.p2sam.features import cosine_maps
 from monai_sam.p2sam.reference import Reference
+from monai_sam.prompts import mask_to_box
 
 __all__ = ["Candidate", "upsample_maps", "peak_points", "region_box", "persam_candidate", "p2sam_candidates"]
 
@@ -72,10 +73,8 @@ def _components_at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def region_box(mask: np.ndarray) -> torch.Tensor | None:
     """Tight XYXY box of a boolean ``(S, S)`` region, ``None`` if empty."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return None
-    return torch.tensor([xs.min(), ys.min(), xs.max(), ys.max()], dtype=torch.float32)
+    box = mask_to_box(mask)
+    return None if box is None else torch.as_tensor(box)
 
 
 def _quantile_region(score: torch.Tensor, fraction: float, seeds: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch
 from monai_sam.backbones import FrozenSam, Letterbox
 from monai_sam.p2sam.features import features_at, reference_cells
 from monai_sam.p2sam.parts import kmeans_prototypes
+from monai_sam.prompts import mask_to_box
 
 __all__ = ["Reference", "build_reference", "relative_box"]
 
@@ -47,16 +48,17 @@ def relative_box(label: torch.Tensor) -> tuple[float, float, float, float]:
     """``(H, W)`` mask -> its bounding box as fractions of the width / height, ``(x0, y0, x1, y1)``
     (pixel edges, so a one-pixel mask has a non-zero extent)."""
     mask = torch.as_tensor(label).reshape(*torch.as_tensor(label).shape[-2:]) > 0
-    ys, xs = torch.nonzero(mask, as_tuple=True)
     h, w = mask.shape
-    return (xs.min().item() / w, ys.min().item() / h, (xs.max().item() + 1) / w, (ys.max().item() + 1) / h)
+    x0, y0, x1, y1 = (float(v) for v in mask_to_box(mask.numpy()))
+    return (x0 / w, y0 / h, (x1 + 1) / w, (y1 + 1) / h)
 
 
 def build_reference(
     backbone: FrozenSam,
     image: torch.Tensor,
-    label: torch.Tensor,
+    coverage: torch.Tensor,
     frame: Letterbox,
+    box: tuple[float, float, float, float] | None,
     pos_range: tuple[int, int] = (1, 5),
     neg_range: tuple[int, int] = (1, 1),
     seed: int = 0,
@@ -68,8 +70,10 @@ def build_reference(
     Args:
         backbone: the frozen SAM.
         image: ``(1, 3, S, S)`` preprocessed reference image.
-        label: ``(1, H, W)`` reference mask at the original size.
+        coverage: ``(grid, grid)`` fraction of each embedding cell the reference mask covers
+            (:func:`~monai_sam.p2sam.features.grid_coverage`).
         frame: the reference's letterbox.
+        box: the mask's :func:`relative_box` (for the spatial prior).
         pos_range / neg_range: inclusive ranges of foreground / background part counts.
         seed, n_init: k-means seed and number of initialisations (fixed: deterministic prototypes).
 
@@ -81,7 +85,9 @@ def build_reference(
             raise ValueError(f"{what} range must satisfy 1 <= min <= max, got ({lo}, {hi})")
     embedding = backbone.encode(image)[0]  # (C, h, w)
     grid = embedding.shape[-1]
-    fg_cells, bg_cells = reference_cells(label, frame, grid, source=source)
+    if tuple(coverage.shape[-2:]) != (grid, grid):
+        raise ValueError(f"reference coverage {tuple(coverage.shape)} does not match the {grid}x{grid} embedding grid")
+    fg_cells, bg_cells = reference_cells(coverage, frame, source=source)
     foreground = features_at(embedding, fg_cells)
     background = features_at(embedding, bg_cells)
     valid = frame.valid_region(grid)
@@ -91,7 +97,7 @@ def build_reference(
         mean=foreground.float().mean(0),
         foreground_fraction=float(fg_cells.sum()) / float(valid.sum()),
         source=source,
-        box=relative_box(label),
+        box=box,
     )
     for n in range(pos_range[0], pos_range[1] + 1):
         reference.parts[n] = kmeans_prototypes(foreground, n, seed=seed, n_init=n_init)

@@ -9,8 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 
-from monai_sam.promise.dense_box import DenseBoxHead, check_box_head
+from monai_sam.promise.dense_box import BOX_HEADS, DenseBoxHead
 from monai_sam.promise.prompt_head import PromptHead
+from monai_sam.utils import check_choice
 
 __all__ = ["APMCross"]
 
@@ -74,7 +75,7 @@ class APMCross(nn.Module):
     ) -> None:
         super().__init__()
         self.feature_pool = int(feature_pool)
-        dense = check_box_head(box_head) == "dense" and "box" in prompt
+        dense = check_choice("box_head", box_head, BOX_HEADS) == "dense" and "box" in prompt
         self.projections = nn.ModuleList(nn.Conv2d(c, dim, kernel_size=1) for c in feature_channels)
         self.level_embed = nn.Parameter(torch.zeros(len(feature_channels), dim))
         self.pe = PositionEmbeddingRandom(dim // 2)

@@ -9,8 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
-from monai_sam.promise.dense_box import DenseBoxHead, check_box_head
+from monai_sam.promise.dense_box import BOX_HEADS, DenseBoxHead
 from monai_sam.promise.prompt_head import PromptHead
+from monai_sam.utils import check_choice
 
 __all__ = ["APMResNet"]
 
@@ -67,7 +68,7 @@ class APMResNet(nn.Module):
         box_head_dim: int = 64,
     ) -> None:
         super().__init__()
-        dense = check_box_head(box_head) == "dense" and "box" in prompt
+        dense = check_choice("box_head", box_head, BOX_HEADS) == "dense" and "box" in prompt
         self.num_levels = len(feature_channels)
         self.feature_pool = int(feature_pool)
         self.fuse = nn.Sequential(

@@ -19,15 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["BOX_HEADS", "DenseBoxHead", "check_box_head", "location_boxes"]
+__all__ = ["BOX_HEADS", "DenseBoxHead", "location_boxes"]
 
 BOX_HEADS = ("regress", "dense")
-
-
-def check_box_head(box_head: str) -> str:
-    if box_head not in BOX_HEADS:
-        raise ValueError(f"box_head must be one of {', '.join(BOX_HEADS)}; got {box_head!r}")
-    return box_head
 
 
 def location_boxes(distances: torch.Tensor) -> torch.Tensor:

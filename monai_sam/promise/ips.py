@@ -1,14 +1,15 @@
-"""Incremental Pattern Shifting: a per-image shift of the frozen mask decoder's mask-token embeddings."""
+"""Incremental Pattern Shifting: a per-image shift of the frozen mask decoder's mask-token embeddings.
+
+The shift is applied by :meth:`monai_sam.backbones.FrozenSam.decode` (``mask_token_shift``), which adds
+it to the mask-token embeddings before SAM's two-way transformer -- every decoder weight untouched.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
-__all__ = ["IPS", "shifted_mask_tokens"]
+__all__ = ["IPS"]
 
 
 class IPS(nn.Module):
@@ -33,37 +34,3 @@ class IPS(nn.Module):
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         pooled = embedding.float().mean(dim=(2, 3))
         return self.mlp(pooled).view(-1, self.num_mask_tokens, self.embed_dim)
-
-
-@contextmanager
-def shifted_mask_tokens(mask_decoder: nn.Module, shift: torch.Tensor | None) -> Iterator[None]:
-    """Within the block, ``mask_decoder`` runs with ``shift`` added to its mask-token embeddings.
-
-    segment-anything's ``MaskDecoder.predict_masks`` builds the token sequence
-    ``[iou token, T mask tokens, sparse prompts]`` and hands it to ``self.transformer(src, pos, tokens)``,
-    where it is both the query content and the query positional encoding. A forward pre-hook on that
-    transformer adds ``shift (P, T, C)`` to positions ``1 .. T`` only -- exactly "mask-token embedding +
-    shift" -- and leaves the IoU token, the prompts, the image and every decoder weight untouched.
-    ``P`` = the decoder call's prompt sets (1 when images are decoded one by one). ``None`` is a no-op.
-    """
-    if shift is None:
-        yield
-        return
-    num_tokens = int(mask_decoder.num_mask_tokens)
-    if shift.ndim != 3 or shift.shape[1] != num_tokens:
-        raise ValueError(f"shift must be (P, {num_tokens}, C) for this decoder, got {tuple(shift.shape)}")
-
-    def hook(_module: nn.Module, args: tuple) -> tuple:
-        if len(args) != 3:
-            raise RuntimeError("IPS expects segment-anything's MaskDecoder calling transformer(src, pos, tokens)")
-        src, pos, tokens = args
-        before = tokens[:, :1]
-        after = tokens[:, 1 + num_tokens :]
-        mask_tokens = tokens[:, 1 : 1 + num_tokens] + shift.to(tokens.dtype)
-        return src, pos, torch.cat([before, mask_tokens, after], dim=1)
-
-    handle = mask_decoder.transformer.register_forward_pre_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()

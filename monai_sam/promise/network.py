@@ -5,14 +5,22 @@ from __future__ import annotations
 import torch
 
 from monai_sam.backbones import FrozenSam
-from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
+from monai_sam.networks import (
+    HeadOnFrozenSam,
+    as_plain_tensor,
+    client_prompts,
+    letterboxes_of,
+    pad_points,
+    with_meta_of,
+)
 from monai_sam.promise.apm_cross import APMCross
 from monai_sam.promise.apm_resnet import APMResNet
-from monai_sam.promise.feature_cache import HalfFeatureCache
 from monai_sam.promise.gt_prompts import gt_prompts
-from monai_sam.promise.ips import IPS, shifted_mask_tokens
-from monai_sam.promise.prompt_head import check_prompt, point_labels
+from monai_sam.promise.ips import IPS
+from monai_sam.promise.prompt_head import point_labels
 from monai_sam.promise.refine import boxes_from_logits, mask_agreement
+from monai_sam.prompts import PROMPT_TYPES
+from monai_sam.utils import check_choice
 
 __all__ = ["APM_INPUTS", "MODES", "ProMISeNet", "check_automatic"]
 
@@ -40,6 +48,11 @@ class ProMISeNet(HeadOnFrozenSam):
     ``forward`` then needs as ``label``; seeded and identical at every evaluation). The APM modes are
     fully automatic. Prompts go through SAM's frozen prompt encoder, so the APM learns from the mask
     loss; the decoder answers with its single-mask output (mask token 0).
+
+    Prompts a client sent (a box and/or clicks, :class:`~monai_sam.data.ClientPromptsd`) replace the
+    APM's for that image: the IPS-shifted SAM then segments from the user's prompts (the paper's
+    promptable use). In training with an APM, ``forward`` returns ``{"logits", "box", "points",
+    "objectness", "location_boxes"}`` (what :class:`PromptSupervisedLoss` reads); otherwise the logits.
 
     Args:
         backbone: the frozen SAM.
@@ -91,7 +104,7 @@ class ProMISeNet(HeadOnFrozenSam):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.mode = mode
-        self.prompt = check_prompt(prompt)
+        self.prompt = check_choice("prompt", prompt, PROMPT_TYPES)
         self.num_points = int(num_points)
         self.gt_seed = gt_seed
         self.cache_in_training = cache_in_training
@@ -109,53 +122,53 @@ class ProMISeNet(HeadOnFrozenSam):
             variant = APMCross if mode.endswith("cross") else APMResNet
             channels = backbone.feature_channels() if apm_input == "intermediate" else [backbone.embed_dim]
             self.apm = variant(channels, num_points=self.num_points, prompt=prompt, **(apm or {}))
-        self.last_prompts: dict = {}
-        self.last_dense: dict = {}
         self.ips: IPS | None = None
         if "IPS" in mode:
             self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
 
     # ------------------------------------------------------------------------------ encoder
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``(B, 3, S, S)`` -> embedding ``(B, C, h, w)`` and (APM modes) the APM's input levels as float32."""
+        """``(B, 3, S, S)`` -> embedding ``(B, C, h, w)`` and (APM modes) the APM's input levels, float32.
+
+        The backbone's cache stores the intermediate levels in its ``feature_dtype`` (e.g. float16) and
+        returns them as stored, so a first and a cached pass give the same numbers.
+        """
         wants_features = self.apm is not None and self.apm_input == "intermediate"
+        layers = self.backbone.feature_layers if wants_features else ()
         if self.training and not self.cache_in_training:
-            embedding, features = self.backbone.encode_uncached(
-                images, self.backbone.feature_layers if wants_features else ()
-            )
-        elif wants_features:
-            embedding, features = self.backbone.encode(images, return_features=True)
+            embedding, features = self.backbone.encode_uncached(images, layers)
         else:
-            embedding, features = self.backbone.encode(images), []
+            embedding, features = self.backbone.encode(images, return_features=True, feature_layers=layers)
         embedding = embedding.float()
         if self.apm is not None and self.apm_input == "embedding":
             return embedding, [embedding]
-        if isinstance(self.backbone.cache, HalfFeatureCache):  # same numbers whether or not the entry was cached yet
-            return embedding, [f.half().float() for f in features]
         return embedding, [f.float() for f in features]
 
     # ------------------------------------------------------------------------------ prompts
     def prompts(
         self, images: torch.Tensor, features: list[torch.Tensor], label: torch.Tensor | None
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
-        """SAM prompts in the input frame: ``points ((B, N, 2), (B, N)) | None`` and ``boxes (B, 4) | None``."""
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, dict]:
+        """SAM prompts in the input frame -- ``points ((B, N, 2), (B, N)) | None``, ``boxes (B, 4) | None`` -- and
+        the APM's raw outputs (empty without an APM)."""
         size = self.backbone.input_size
         batch = images.shape[0]
         if self.apm is not None:
             out = self.apm(features)
-            self.last_dense = {k: out[k] for k in ("objectness", "location_boxes") if k in out}
             points = None
             if out["points"] is not None:
                 points = (out["points"] * size, point_labels(batch, out["points"].shape[1], images.device))
-            return points, None if out["box"] is None else out["box"] * size
+            return points, None if out["box"] is None else out["box"] * size, out
         if label is None:
-            raise ValueError("mode IPS_GT samples its prompts from the ground truth: call forward(images, label)")
+            raise ValueError(
+                "mode IPS_GT takes its prompts from the ground truth (forward(images, label)) or from the client "
+                "(a box or clicks sent with the image); neither was given"
+            )
         valid = [frame.resized_size for frame in letterboxes_of(images, size)]
         coords, labels, boxes = gt_prompts(
             as_plain_tensor(label), valid, self.num_points, seed=None if self.training else self.gt_seed
         )
         points = (coords, labels) if "points" in self.prompt else None
-        return points, boxes if "box" in self.prompt else None
+        return points, boxes if "box" in self.prompt else None, {}
 
     # ------------------------------------------------------------------------------ forward
     def decode(
@@ -166,32 +179,32 @@ class ProMISeNet(HeadOnFrozenSam):
         shift: torch.Tensor | None,
         mask_input: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Frozen prompt encoder + decoder (IPS-shifted mask tokens) per image -> low-res logits ``(B, 1, 4h, 4w)``."""
-        low_res = []
-        # the decoder takes one image per call (it repeats the image for every prompt set it is given)
-        for b in range(embedding.shape[0]):
-            with shifted_mask_tokens(self.backbone.mask_decoder, None if shift is None else shift[b : b + 1]):
-                logits, _ = self.backbone.decode(
-                    embedding[b : b + 1],
-                    points=None if points is None else (points[0][b : b + 1], points[1][b : b + 1]),
-                    boxes=None if boxes is None else boxes[b : b + 1],
-                    mask_input=None if mask_input is None else mask_input[b : b + 1],
-                )
-            low_res.append(logits)
-        return torch.cat(low_res)
+        """Frozen prompt encoder + decoder with the IPS-shifted mask tokens -> low-res logits ``(B, 1, 4h, 4w)``."""
+        low_res, _ = self.backbone.decode(embedding, points, boxes, mask_input, mask_token_shift=shift)
+        return low_res
 
-    def forward(self, images: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, label: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor | None]:
         plain = as_plain_tensor(images)
         embedding, features = self.encode(plain)
-        points, boxes = self.prompts(images, features, label)
-        # the auxiliary box loss (PromptSupervisedLoss) reads the APM's prompts of the last training step
-        self.last_prompts = {}
-        if self.training and self.apm is not None:  # with the dense box head also its maps (the dense loss terms)
-            self.last_prompts = {"points": points, "box": boxes, **self.last_dense}
+        client = client_prompts(images, letterboxes_of(images, self.backbone.input_size))
+        if any(client) and not all(client):
+            raise ValueError("send prompts for every image of the batch, or for none")
+        if client and all(client):
+            points, boxes, apm_out = _client_prompt_tensors(client, plain.device)
+        else:
+            points, boxes, apm_out = self.prompts(images, features, label)
         shift = self.ips(embedding) if self.ips is not None else None
         low_res = self.decode(embedding, points, boxes, shift)
         logits = self.backbone.upscale_logits(low_res)
-        for _ in range(0 if self.training else self.refine):
+        if self.training:
+            if self.apm is None:
+                return logits
+            return {"logits": logits, "points": points, "box": boxes} | {
+                k: apm_out[k] for k in ("objectness", "location_boxes") if k in apm_out
+            }
+        for _ in range(self.refine):
             new_boxes = boxes_from_logits(logits, boxes, self.refine_margin)
             new_low = self.decode(embedding, points, new_boxes, shift, low_res if self.refine_mask_input else None)
             new_logits = self.backbone.upscale_logits(new_low)
@@ -200,3 +213,17 @@ class ProMISeNet(HeadOnFrozenSam):
             low_res = torch.where(keep[:, None, None, None], new_low, low_res)
             logits = torch.where(keep[:, None, None, None], new_logits, logits)
         return with_meta_of(logits, images)
+
+
+def _client_prompt_tensors(client: list, device: torch.device):
+    """The client's prompts as decoder inputs: clicks (padded) and boxes; an image without a box sends none."""
+    points = boxes = None
+    if any(p.points is not None for p in client):
+        empty = (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
+        coords, labels = pad_points([p.points if p.points is not None else empty for p in client])
+        points = (coords.to(device), labels.to(device))
+    if any(p.box is not None for p in client):
+        if not all(p.box is not None for p in client):
+            raise ValueError("send a box for every image of the batch, or for none")
+        boxes = torch.stack([p.box for p in client]).to(device)
+    return points, boxes, {}

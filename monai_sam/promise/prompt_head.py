@@ -12,15 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["PROMPT_TYPES", "PromptHead", "box_from_logits", "check_prompt", "point_labels"]
+from monai_sam.prompts import PROMPT_TYPES
+from monai_sam.utils import check_choice
 
-PROMPT_TYPES = ("points", "box", "points+box")
-
-
-def check_prompt(prompt: str) -> str:
-    if prompt not in PROMPT_TYPES:
-        raise ValueError(f"prompt must be one of {', '.join(PROMPT_TYPES)}; got {prompt!r}")
-    return prompt
+__all__ = ["PromptHead", "box_from_logits", "point_labels"]
 
 
 def point_labels(batch: int, num_points: int, device: torch.device | None = None) -> torch.Tensor:
@@ -57,7 +52,7 @@ class PromptHead(nn.Module):
         self, dim: int, num_points: int, prompt: str, per_query: bool = True, regress_box: bool = True
     ) -> None:
         super().__init__()
-        self.prompt = check_prompt(prompt)
+        self.prompt = check_choice("prompt", prompt, PROMPT_TYPES)
         self.uses_points = "points" in prompt
         self.uses_box = "box" in prompt
         self.num_points = num_points if self.uses_points else 0

@@ -20,45 +20,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
-from torchvision.ops import generalized_box_iou_loss, masks_to_boxes
+from torchvision.ops import generalized_box_iou_loss
 
-from monai_sam.engines.training import unwrap_parallel
 from monai_sam.networks import as_plain_tensor
+from monai_sam.prompts import boxes_of_masks
 
-__all__ = ["PromptSupervisedLoss", "tight_boxes"]
-
-
-def tight_boxes(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, 1, H, W)`` 0/1 label -> XYXY boxes ``(B, 4)`` (pixel indices, inclusive) and ``valid (B,)``.
-
-    Empty labels get a zero box and ``valid = False``.
-    """
-    masks = as_plain_tensor(label)[:, 0] > 0
-    valid = masks.flatten(1).any(dim=1)
-    boxes = torch.zeros(masks.shape[0], 4, device=masks.device)
-    if valid.any():
-        boxes[valid] = masks_to_boxes(masks[valid]).to(boxes.dtype)
-    return boxes, valid
+__all__ = ["PromptSupervisedLoss"]
 
 
 class PromptSupervisedLoss(nn.Module):
-    """``mask_loss(logits, label) + box_weight * (L1 + GIoU)(APM box, tight box of label)``.
+    """``mask_loss(logits, label) + box_weight * (L1 + GIoU)(APM box, tight box of label) + dense terms``.
 
-    The APM's box is read from ``network.last_prompts`` (set by :meth:`ProMISeNet.forward` in training),
-    so the loss fits MONAI's ``SupervisedTrainer`` (``loss_function(pred, label)``) unchanged. The network
-    reference is not registered as a submodule (the loss has no parameters of its own).
+    ``pred`` is what :class:`ProMISeNet` returns in training: the logits, or with an APM the dict
+    ``{"logits", "box", "objectness", "location_boxes", ...}``; MONAI's ``SupervisedTrainer`` hands it over
+    unchanged (``loss_function(pred, label)``).
 
     Args:
-        network: the ProMISe network (or its DDP wrapper).
         box_weight: weight of the box term; ``0`` gives the paper's mask-only loss.
         mask_loss: defaults to MONAI ``DiceCELoss(sigmoid=True)``.
 
-    ``forward(logits (B, 1, S, S), label (B, 1, S, S))`` -> scalar.
+    ``forward(pred, label (B, 1, S, S))`` -> scalar.
     """
 
     def __init__(
         self,
-        network: nn.Module,
         box_weight: float = 1.0,
         mask_loss: nn.Module | None = None,
         dense_weight: float = 1.0,
@@ -66,7 +51,6 @@ class PromptSupervisedLoss(nn.Module):
         super().__init__()
         if box_weight < 0 or dense_weight < 0:
             raise ValueError(f"box_weight and dense_weight must be >= 0; got {box_weight}, {dense_weight}")
-        self._network = [network]  # a list: not a submodule
         self.box_weight = float(box_weight)
         self.dense_weight = float(dense_weight)
         self.mask_loss = mask_loss if mask_loss is not None else DiceCELoss(sigmoid=True)
@@ -74,7 +58,7 @@ class PromptSupervisedLoss(nn.Module):
 
     def box_loss(self, box: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """``box (B, 4)`` XYXY input-frame pixels vs the label's tight boxes -> L1 (normalised) + GIoU."""
-        target, valid = tight_boxes(label)
+        target, valid = boxes_of_masks(label[:, 0] > 0)
         if not valid.any():
             return box.sum() * 0.0
         size = float(label.shape[-1])
@@ -89,7 +73,7 @@ class PromptSupervisedLoss(nn.Module):
         label = label.float()
         target = F.interpolate(label, size=objectness.shape[-2:], mode="area")  # lesion fraction per cell
         loss = self.objectness_loss(objectness, target)
-        boxes, valid = tight_boxes(label)
+        boxes, valid = boxes_of_masks(label[:, 0] > 0)
         inside = (target[:, 0] > 0.5) & valid[:, None, None]  # (B, h, w)
         if inside.any():
             extent = torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
@@ -97,10 +81,10 @@ class PromptSupervisedLoss(nn.Module):
             loss = loss + (location_boxes - goal).abs().sum(dim=1)[inside].mean() / 4
         return loss
 
-    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        loss = self.mask_loss(logits, label)
-        prompts = getattr(unwrap_parallel(self._network[0]), "last_prompts", None) or {}
+    def forward(self, pred: torch.Tensor | dict, label: torch.Tensor) -> torch.Tensor:
+        prompts = pred if isinstance(pred, dict) else {"logits": pred}
         label = as_plain_tensor(label)
+        loss = self.mask_loss(as_plain_tensor(prompts["logits"]), label)
         if self.box_weight > 0 and prompts.get("box") is not None:
             loss = loss + self.box_weight * self.box_loss(as_plain_tensor(prompts["box"]), label)
         if self.dense_weight > 0 and prompts.get("objectness") is not None:

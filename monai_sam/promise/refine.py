@@ -9,10 +9,9 @@ neither MONAI nor segment-anything has an iterative box re-prompting step.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from monai_sam.prompts import largest_component, mask_to_box
+from monai_sam.prompts import boxes_of_masks, largest_component
 
 __all__ = ["boxes_from_logits", "mask_agreement"]
 
@@ -30,20 +29,13 @@ def boxes_from_logits(logits: torch.Tensor, fallback: torch.Tensor | None, margi
         ``(B, 4)`` float boxes ``[x0, y0, x1, y1]`` on ``logits``' device, no gradient.
     """
     size = logits.shape[-1]
-    masks = (logits.detach()[:, 0] > 0).cpu().numpy()
-    out = []
-    for b, mask in enumerate(masks):
-        box = mask_to_box(largest_component(mask)) if mask.any() else None
-        if box is None:
-            box = (
-                fallback[b].detach().cpu().numpy()
-                if fallback is not None
-                else np.array([0, 0, size - 1, size - 1], np.float32)
-            )
-        else:
-            box = np.clip(box + np.array([-margin, -margin, margin, margin], np.float32), 0, size - 1)
-        out.append(torch.as_tensor(box, dtype=torch.float32))
-    return torch.stack(out).to(logits.device)
+    masks = torch.stack([torch.as_tensor(largest_component(m)) for m in (logits.detach()[:, 0] > 0).cpu().numpy()])
+    whole = torch.tensor([0.0, 0.0, size - 1.0, size - 1.0]).expand(len(masks), 4)
+    fallback = whole if fallback is None else fallback.detach().cpu().float()
+    boxes, valid = boxes_of_masks(masks, fallback)
+    margin = torch.tensor([-margin, -margin, margin, margin])
+    boxes = torch.where(valid[:, None], (boxes + margin).clamp(0, size - 1), boxes)
+    return boxes.to(logits.device)
 
 
 def mask_agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

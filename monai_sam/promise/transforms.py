@@ -1,43 +1,27 @@
-"""Training / validation transforms: load, optionally augment (MONAI dictionary transforms), SAM frame."""
+"""ProMISe's augmentation switch and the flipped versions of a frame that it can draw.
+
+The augmentations themselves are spelled out as MONAI transforms in the bundle's ``train.json``
+(``RandFlipd`` on both axes for ``flips``; plus ``RandRotated``, ``RandScaleIntensityd`` and
+``RandAdjustContrastd`` for ``full``), their probabilities set by ``augment``.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-from monai.transforms import (
-    Compose,
-    CopyItemsd,
-    Flipd,
-    RandAdjustContrastd,
-    RandFlipd,
-    RandRotated,
-    RandScaleIntensityd,
-)
+from monai.transforms import Flipd
 
-from monai_sam.data import LoadSampled, load_and_preprocess, sam_preprocessing
-from monai_sam.data.transforms import DEFAULT_CT_WINDOW
-
-__all__ = [
-    "AUGMENTS",
-    "FLIP_AXES",
-    "augment_uses_cache",
-    "flipped_versions",
-    "augmentations",
-    "check_augment",
-    "eval_transforms",
-    "train_transforms",
-]
+__all__ = ["AUGMENTS", "FLIP_AXES", "augment_uses_cache", "check_augment", "flipped_versions"]
 
 AUGMENTS = ("none", "flips", "full")
-# the flipped versions augment "flips" can draw (RandFlipd on axis 0, then on axis 1), besides the image itself
 FLIP_AXES = ((0,), (1,), (0, 1))
+"""The flipped versions ``flips`` can draw (``RandFlipd`` on axis 0, then on axis 1), besides the image itself."""
 
 
 def flipped_versions(keys: str | Sequence[str] = "image") -> list[list[Flipd]]:
     """Deterministic transforms giving each version ``flips`` can draw: ``[[], [flip 0], [flip 1], [flip 0, flip 1]]``.
 
-    Used to fill the embedding cache ahead of training (``scripts/cache_embeddings.py --flips``).
+    Used to fill the embedding cache ahead of training (``monai-sam-cache-embeddings --flips``).
     """
     return [[]] + [[Flipd(keys=keys, spatial_axis=axis) for axis in axes] for axes in FLIP_AXES]
 
@@ -66,49 +50,3 @@ def augment_uses_cache(augment: bool | str) -> bool:
     encoder runs on every step and nothing is cached.
     """
     return check_augment(augment) != "full"
-
-
-def augmentations(keys: Sequence[str] = ("image", "label"), augment: bool | str = "full") -> list:
-    """Random flips (``flips``), plus a small rotation and intensity changes (``full``), on image + label.
-
-    Applied to the loaded image (0-255, original size) before the SAM preprocessing, so the letterbox
-    geometry is that of the original image.
-    """
-    image, label = keys
-    mode = check_augment(augment)
-    if mode == "none":
-        return []
-    flips = [RandFlipd(keys=keys, prob=0.5, spatial_axis=0), RandFlipd(keys=keys, prob=0.5, spatial_axis=1)]
-    if mode == "flips":
-        return flips
-    return [
-        *flips,
-        RandRotated(keys=keys, range_x=math.pi / 12, prob=0.3, mode=("bilinear", "nearest"), padding_mode="zeros"),
-        RandScaleIntensityd(keys=image, factors=0.15, prob=0.3),
-        RandAdjustContrastd(keys=image, gamma=(0.8, 1.25), prob=0.3),
-    ]
-
-
-def train_transforms(
-    backbone, augment: bool | str = False, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW
-) -> Compose:
-    """Item -> ``image (3, S, S)`` in the backbone's input frame and ``label (1, S, S)`` (0/1) in the same frame.
-
-    :func:`monai_sam.data.load_and_preprocess` with the label in the input frame (what the loss
-    compares the input-frame logits with); ``augment`` (``none``/``flips``/``full``, see
-    :func:`augment_uses_cache`) inserts :func:`augmentations` before the SAM preprocessing.
-    """
-    extra = augmentations(augment=augment)
-    return load_and_preprocess(backbone, ct_window=ct_window, label_in_input_frame=True, augmentation=extra or None)
-
-
-def eval_transforms(backbone, ct_window: Sequence[float] | None = DEFAULT_CT_WINDOW) -> Compose:
-    """Evaluation at the original resolution: ``image (3, S, S)``, ``label`` at its own size (metrics),
-    and ``prompt_label (1, S, S)``, an input-frame copy of the label for mode ``IPS_GT``'s prompts."""
-    return Compose(
-        [
-            LoadSampled(ct_window=ct_window),
-            CopyItemsd(keys="label", names="prompt_label"),
-            sam_preprocessing(backbone.input_size, backbone.normalization, label_keys=("prompt_label",)),
-        ]
-    )

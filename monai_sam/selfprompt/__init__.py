@@ -1,15 +1,21 @@
 """Self-prompting SAM (Wu et al., 2023): few-shot linear pixel classifier prompting a frozen SAM."""
 
-from monai_sam.selfprompt.fit import embedding_grid_labels, fit_pixel_classifier
+from monai_sam.selfprompt.cross_validation import cross_validate
+from monai_sam.selfprompt.fit import (
+    PixelClassifierFitter,
+    embedding_grid_labels,
+    fit_pixel_classifier,
+    solve_pixel_classifier,
+)
 from monai_sam.selfprompt.network import FEATURES, PROMPTS, SelfPromptNet
-from monai_sam.selfprompt.workflows import cross_validate, train
 
 __all__ = [
     "FEATURES",
     "PROMPTS",
+    "PixelClassifierFitter",
     "SelfPromptNet",
     "cross_validate",
     "embedding_grid_labels",
     "fit_pixel_classifier",
-    "train",
+    "solve_pixel_classifier",
 ]

@@ -1,18 +1,33 @@
-"""Fitting the self-prompting pixel classifier on k annotated images (closed-form logistic regression)."""
+"""Fitting the self-prompting pixel classifier: a one-epoch MONAI trainer around a closed-form fit.
+
+The classifier is a logistic regression on the frozen embedding's pixels (scikit-learn's lbfgs on the
+pixels of k annotated images). :class:`PixelClassifierFitter` is that fit as a MONAI ``Trainer``: one
+epoch gathers the pixels of the training data, the end of the epoch fits, and the usual handlers
+(validation, checkpoints, TensorBoard) run on it, so ``train.json`` and MONAI Label's ``/train`` drive it
+like any other bundle's training. The fit is deterministic: further epochs would repeat it, so the
+trainer stops after the first.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
-from monai.data import DataLoader, Dataset
-from monai.transforms import Compose
+from ignite.engine import Engine, Events
+from monai.data import DataLoader
+from monai.engines import Trainer
 from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
+from monai_sam.backbones import Letterbox
+from monai_sam.engines.batches import prepare_image_batch
 from monai_sam.networks import letterboxes_of
 from monai_sam.selfprompt.network import SelfPromptNet
 
-__all__ = ["embedding_grid_labels", "fit_pixel_classifier"]
+__all__ = ["PixelClassifierFitter", "embedding_grid_labels", "fit_pixel_classifier", "solve_pixel_classifier"]
+
+logger = logging.getLogger("monai_sam")
 
 
 def embedding_grid_labels(label: torch.Tensor, original_size: tuple[int, int], input_size: int, grid: int):
@@ -22,59 +37,150 @@ def embedding_grid_labels(label: torch.Tensor, original_size: tuple[int, int], i
     foreground when the mask covers at least half of it. Returns ``(labels, valid)``: ``valid`` is
     False in the padding, which the fit ignores.
     """
-    from monai_sam.backbones import Letterbox
-
     frame = Letterbox(tuple(original_size), input_size)
     coverage = frame.mask_to_input(label[None].float(), size=grid)[0, 0]
     return (coverage >= 0.5), frame.valid_region(grid)
 
 
-def fit_pixel_classifier(
-    network: SelfPromptNet,
-    items: list[dict] | TorchDataset,
-    transform: Compose | None,
-    c: float = 1.0,
-    class_weight: str | None = None,
+def pixel_samples(network: SelfPromptNet, images: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, F)`` and 0/1 targets ``(N,)`` of the valid embedding pixels of a batch.
+
+    ``images`` ``(B, 3, S, S)`` preprocessed (with their letterbox in the meta); ``labels`` at the
+    original size, one ``(1, H, W)`` per image.
+    """
+    grid = network.backbone.embedding_size
+    frames = letterboxes_of(images, network.backbone.input_size)
+    with torch.no_grad():
+        pixels = network.pixel_features(images)  # (B, F, h, w)
+    features, targets = [], []
+    for b, frame in enumerate(frames):
+        label = torch.as_tensor(labels[b]).reshape(1, *frame.original_size)
+        target, valid = embedding_grid_labels(label, frame.original_size, frame.input_size, grid)
+        features.append(pixels[b].permute(1, 2, 0)[valid.to(pixels.device)].cpu().numpy())
+        targets.append(target[valid].cpu().numpy())
+    return np.concatenate(features), np.concatenate(targets)
+
+
+def solve_pixel_classifier(
+    network: SelfPromptNet, x: np.ndarray, y: np.ndarray, c: float = 1.0, class_weight: str | None = None
 ) -> dict[str, float]:
-    """Fit ``network.classifier`` (logistic regression, scikit-learn's lbfgs) on the items' pixels.
+    """Fit ``network.classifier`` on pixels ``x (N, F)``, ``y (N,)``; returns pixels, foreground fraction, accuracy.
 
-    ``items``: datalist items loaded with ``transform``, or a dataset that already yields
-    preprocessed items (e.g. a MONAI ``CacheDataset`` subset; ``transform`` is then unused).
-
-    Only the classifier's weights change: the features come from the frozen, cached encoder, and
-    scikit-learn sees nothing but them and the labels. Deterministic for the same items.
-
-    Returns:
-        a summary: pixels used, foreground fraction, training accuracy.
+    Raises:
+        ValueError: no foreground pixel (the masks are empty, or too small to cover half an embedding
+            cell) -- a classifier fitted on background alone would predict nothing.
     """
     from sklearn.linear_model import LogisticRegression
 
-    if not items:
-        raise ValueError("fit_pixel_classifier needs at least one annotated image")
-    grid = network.backbone.embedding_size
-    features, labels = [], []
-    dataset = items if isinstance(items, TorchDataset) else Dataset(items, transform)
-    loader = DataLoader(dataset, batch_size=1, num_workers=0)
-    for batch in tqdm(loader, desc="support images", leave=False, disable=len(items) < 5):
-        if "label" not in batch:
-            raise ValueError(f"support image {batch['image'].meta['filename_or_obj'][0]} has no mask")
-        images = batch["image"].to(network.backbone.device)
-        frame = letterboxes_of(images, network.backbone.input_size)[0]
-        pixel = network.pixel_features(images)[0]  # (F, h, w)
-        target, valid = embedding_grid_labels(batch["label"][0], frame.original_size, frame.input_size, grid)
-        features.append(pixel.permute(1, 2, 0)[valid].cpu().numpy())
-        labels.append(target[valid].cpu().numpy())
-    x = np.concatenate(features).astype(np.float64)
-    y = np.concatenate(labels).astype(np.int64)
+    y = y.astype(np.int64)
+    if y.size == 0:
+        raise ValueError("no annotated pixel to fit on: the support images have no valid embedding cell")
+    if not y.any():
+        raise ValueError(
+            f"the support masks hold no foreground ({y.size} embedding pixels, all background): every mask is "
+            "empty or smaller than half an embedding cell. Annotate images where the target is visible."
+        )
     classifier = network.classifier
-    if y.min() == y.max():  # all background (or all foreground): a constant classifier, said so
+    if y.all():  # all foreground: a constant classifier, said so
         with torch.no_grad():
             classifier.weight.zero_()
-            classifier.bias.fill_(10.0 if y[0] else -10.0)
-        return {"pixels": int(y.size), "foreground_fraction": float(y.mean()), "train_accuracy": 1.0}
+            classifier.bias.fill_(10.0)
+        logger.warning("every support pixel is foreground: the classifier predicts foreground everywhere")
+        return {"pixels": int(y.size), "foreground_fraction": 1.0, "train_accuracy": 1.0}
     model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight)
-    model.fit(x, y)
+    model.fit(x.astype(np.float64), y)
     with torch.no_grad():
         classifier.weight.copy_(torch.as_tensor(model.coef_, dtype=torch.float32).reshape(classifier.weight.shape))
         classifier.bias.copy_(torch.as_tensor(model.intercept_, dtype=torch.float32))
-    return {"pixels": int(y.size), "foreground_fraction": float(y.mean()), "train_accuracy": float(model.score(x, y))}
+    return {
+        "pixels": int(y.size),
+        "foreground_fraction": float(y.mean()),
+        "train_accuracy": float(model.score(x.astype(np.float64), y)),
+    }
+
+
+def fit_pixel_classifier(
+    network: SelfPromptNet, data: TorchDataset, c: float = 1.0, class_weight: str | None = None
+) -> dict[str, float]:
+    """Fit on a dataset that yields preprocessed items with a ``label`` (e.g. a MONAI ``CacheDataset`` subset).
+
+    Only the classifier's weights change: the features come from the frozen, cached encoder.
+    """
+    loader = DataLoader(data, batch_size=1, num_workers=0)
+    xs, ys = [], []
+    for batch in tqdm(loader, desc="support images", leave=False, disable=len(data) < 5):
+        if "label" not in batch:
+            raise ValueError(f"support image {batch['image'].meta['filename_or_obj'][0]} has no mask")
+        x, y = pixel_samples(network, batch["image"].to(network.backbone.device), batch["label"])
+        xs.append(x)
+        ys.append(y)
+    return solve_pixel_classifier(network, np.concatenate(xs), np.concatenate(ys), c, class_weight)
+
+
+class PixelClassifierFitter(Trainer):
+    """A MONAI ``Trainer`` whose epoch gathers the embedding pixels of the training data and ends with the fit.
+
+    Args:
+        device: where the network runs.
+        max_epochs: ignored beyond 1 (the closed-form fit is done after one epoch; MONAI Label asks for more).
+        train_data_loader: labelled items (``image`` preprocessed, ``label`` at the original size).
+        network: the :class:`SelfPromptNet` whose classifier is fitted.
+        c / class_weight: scikit-learn's ``LogisticRegression`` options.
+        prepare_batch: MONAI's batch preparation (image, label).
+        train_handlers: Ignite handlers (validation, checkpoints, stats), attached after the fit, so at
+            ``EPOCH_COMPLETED`` they see the fitted classifier.
+
+    ``engine.state.output`` holds ``loss`` = 0 (there is no loss to descend) and, after the epoch,
+    ``engine.state.metrics`` the fit's pixel count, foreground fraction and training accuracy.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        max_epochs: int,
+        train_data_loader,
+        network: SelfPromptNet,
+        c: float = 1.0,
+        class_weight: str | None = None,
+        prepare_batch=prepare_image_batch,
+        train_handlers=None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            prepare_batch=prepare_batch,
+            handlers=None,
+            **kwargs,
+        )
+        self.network = network
+        self.c = c
+        self.class_weight = class_weight
+        self.samples: list[tuple[np.ndarray, np.ndarray]] = []
+        self.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._fit)
+        if train_handlers:
+            for handler in train_handlers:
+                handler.attach(self)
+
+    def _reset(self, engine: Engine) -> None:
+        self.samples = []
+
+    def _iteration(self, engine: Engine, batchdata: dict) -> dict:
+        images, labels = self.prepare_batch(batchdata, self.state.device, self.non_blocking)
+        if labels is None:
+            source = images.meta["filename_or_obj"]
+            raise ValueError(f"training image {source} has no mask; every support image needs one")
+        self.samples.append(pixel_samples(self.network, images, labels))
+        return {"image": images, "label": labels, "loss": torch.zeros(())}
+
+    def _fit(self, engine: Engine) -> None:
+        x = np.concatenate([s[0] for s in self.samples])
+        y = np.concatenate([s[1] for s in self.samples])
+        summary = solve_pixel_classifier(self.network, x, y, self.c, self.class_weight)
+        engine.state.metrics.update(summary)
+        logger.info("fitted the pixel classifier on %d pixels: %s", len(y), summary)
+        if engine.state.max_epochs > engine.state.epoch:
+            logger.info("the fit is closed-form: stopping after one epoch (max_epochs=%d)", engine.state.max_epochs)
+            engine.terminate()

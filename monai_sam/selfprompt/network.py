@@ -6,14 +6,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_sam.backbones import FrozenSam
-from monai_sam.cache import OutputMemo
-from monai_sam.networks import HeadOnFrozenSam, as_plain_tensor, letterboxes_of, with_meta_of
-from monai_sam.prompts import clean_mask, mask_prompts
+from monai_sam.backbones import FrozenSam, OutputMemo
+from monai_sam.networks import (
+    HeadOnFrozenSam,
+    Prompts,
+    as_plain_tensor,
+    client_prompts,
+    letterboxes_of,
+    merge_client_prompts,
+    with_meta_of,
+)
+from monai_sam.prompts import PROMPT_TYPES, clean_mask, mask_prompts
+from monai_sam.utils import check_choice
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
 
-PROMPTS = ("box", "point", "box+point", "coarse")
+PROMPTS = (*PROMPT_TYPES, "coarse")
 FEATURES = ("embedding", "embedding+image", "embedding+context", "embedding+context+image")
 CONTEXT_SIZES = (5, 11)
 
@@ -30,6 +38,9 @@ class SelfPromptNet(HeadOnFrozenSam):
     4. ``refine`` more passes feed the previous low-res logits and the box of the previous mask back
        in (SAM's own cascade), which the paper does not do.
 
+    A box the client sent (:class:`~monai_sam.data.ClientPromptsd`) overrides the classifier's box, and the
+    client's clicks join the prompts (labels as sent).
+
     The frozen decoder's outputs are memoised by content (:class:`monai_sam.cache.OutputMemo`,
     ``decode_memo_size`` entries; 0 disables it): a repeated evaluation with the same prompt on the
     same embedding does not decode again.
@@ -39,7 +50,8 @@ class SelfPromptNet(HeadOnFrozenSam):
 
     Args:
         backbone: the frozen SAM.
-        prompt: ``box`` (default), ``point``, ``box+point`` or ``coarse`` (the classifier's own mask).
+        prompt: ``box`` (default), ``points`` (the coarse mask's deepest point), ``points+box`` or ``coarse``
+            (the classifier's own mask).
         features: ``embedding`` (the paper), or with ``+context`` (local means of the embedding over
             5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell): see :meth:`pixel_features`.
         refine: extra decoder passes with the previous mask as input (0 = the paper).
@@ -57,12 +69,8 @@ class SelfPromptNet(HeadOnFrozenSam):
         decode_memo_size: int = 1024,
     ) -> None:
         super().__init__(backbone)
-        if prompt not in PROMPTS:
-            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-        self.prompt = prompt
-        self.features = features
+        self.prompt = check_choice("prompt", prompt, PROMPTS)
+        self.features = check_choice("features", features, FEATURES)
         self.refine = int(refine)
         self.box_margin = float(box_margin)
         self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
@@ -109,18 +117,23 @@ class SelfPromptNet(HeadOnFrozenSam):
         return torch.stack(out).to(coarse.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return with_meta_of(
-            self._logits(as_plain_tensor(images), letterboxes_of(images, self.backbone.input_size)), images
-        )
+        """``(B, 3, S, S)`` preprocessed images -> ``(B, 1, S, S)`` input-frame logits (with the input's meta)."""
+        frames = letterboxes_of(images, self.backbone.input_size)
+        logits = self._logits(as_plain_tensor(images), frames, client_prompts(images, frames))
+        return with_meta_of(logits, images)
 
-    def _logits(self, images: torch.Tensor, frames: list) -> torch.Tensor:
+    def _logits(self, images: torch.Tensor, frames: list, client: list[Prompts]) -> torch.Tensor:
         """Plain-tensor forward (MetaTensor bookkeeping would cost time on every op)."""
         embedding = self.backbone.encode(images)
         coarse = self.coarse_logits(images, embedding, frames)
-        if self.prompt == "coarse":
+        if self.prompt == "coarse" and not any(client):
             return coarse
         prompt_masks = self.coarse_to_prompt_masks(coarse)
-        points, boxes = mask_prompts(prompt_masks, self.prompt, self.box_margin)
+        prompt = "box" if self.prompt == "coarse" else self.prompt
+        points, boxes = mask_prompts(prompt_masks, prompt, self.box_margin)
+        points, boxes = merge_client_prompts(points, boxes, client)
+        points = None if points is None else (points[0].to(embedding.device), points[1].to(embedding.device))
+        boxes = None if boxes is None else boxes.to(embedding.device)
         low_res = self._decode(embedding, points, boxes)
         for _ in range(self.refine):
             refined = self.backbone.upscale_logits(low_res)[:, 0] > 0
@@ -143,3 +156,4 @@ class SelfPromptNet(HeadOnFrozenSam):
         coords, labels = points if points is not None else (None, None)
         inputs = (embedding, coords, labels, boxes, mask_input)
         return self.decode_memo(decode, *inputs, extra=self.backbone.fingerprint)[0]
+

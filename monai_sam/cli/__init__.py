@@ -1,0 +1,1 @@
+"""Command-line tools, installed as console entry points (see ``setup.cfg``)."""

@@ -1,0 +1,56 @@
+"""The pixel classifier's fit: only the classifier changes, letterboxed labels, a one-epoch MONAI trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader, Dataset
+
+from monai_sam.data import load_and_preprocess, make_datalist
+from monai_sam.engines import FrozenBackboneCheck
+from monai_sam.selfprompt import PixelClassifierFitter, SelfPromptNet, embedding_grid_labels, fit_pixel_classifier
+from monai_sam.selfprompt.fit import solve_pixel_classifier
+
+
+def test_fit_changes_only_the_classifier(tiny_backbone, sample_polyp):
+    network = SelfPromptNet(tiny_backbone)
+    frozen_before = {k: v.clone() for k, v in tiny_backbone.state_dict().items()}
+    head_before = network.classifier.weight.clone()
+    summary = fit_pixel_classifier(
+        network, Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(tiny_backbone))
+    )
+    assert summary["pixels"] > 0 and 0 < summary["foreground_fraction"] < 1
+    assert all(torch.equal(frozen_before[k], v) for k, v in tiny_backbone.state_dict().items())
+    assert not torch.equal(head_before, network.classifier.weight)
+    assert list(network.state_dict()) == ["classifier.weight", "classifier.bias"]
+
+
+def test_labels_are_letterboxed_into_the_embedding_grid():
+    label = torch.zeros(1, 100, 200)
+    label[:, :, 150:] = 1  # right quarter of a wide image
+    labels, valid = embedding_grid_labels(label, (100, 200), input_size=64, grid=8)
+    assert valid[:4].all() and not valid[4:].any()  # the image fills the top 4 of 8 rows
+    assert labels[:4, 6:].all() and not labels[:4, :5].any() and not labels[4:].any()
+
+
+def test_masks_without_foreground_are_refused_not_fitted(tiny_backbone):
+    network = SelfPromptNet(tiny_backbone)
+    with pytest.raises(ValueError, match="no foreground.*empty"):
+        solve_pixel_classifier(network, np.zeros((50, 32)), np.zeros(50))
+    assert float(network.classifier.weight.abs().sum()) == 0.0  # untouched
+
+
+def test_the_fitter_is_a_one_epoch_trainer_that_fits_at_the_end(tiny_backbone, sample_polyp):
+    network = SelfPromptNet(tiny_backbone)
+    loader = DataLoader(Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(tiny_backbone)), batch_size=2)
+    check = FrozenBackboneCheck(network)
+    fitter = PixelClassifierFitter(
+        "cpu", max_epochs=50, train_data_loader=loader, network=network, train_handlers=[check]
+    )
+    fitter.run()
+    assert fitter.state.epoch == 1 and fitter.state.iteration == 2  # stopped after the fit
+    assert fitter.state.metrics["pixels"] > 0 and float(network.classifier.weight.abs().sum()) > 0
+    direct = SelfPromptNet(tiny_backbone)
+    fit_pixel_classifier(direct, Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(tiny_backbone)))
+    assert torch.allclose(direct.classifier.weight, network.classifier.weight)  # the same fit, batched or not

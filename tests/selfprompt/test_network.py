@@ -1,0 +1,83 @@
+"""SelfPromptNet: deterministic prompts, empty coarse masks still predicted, client prompts, decoder memo."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import Dataset
+
+from monai_sam.data import ClientPromptsd, load_and_preprocess, make_datalist
+from monai_sam.selfprompt import SelfPromptNet, fit_pixel_classifier
+
+
+def _fitted(backbone, sample_polyp, **options):
+    network = SelfPromptNet(backbone, **options)
+    fit_pixel_classifier(network, Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(backbone)))
+    return network
+
+
+@pytest.mark.parametrize("prompt", ["box", "points", "points+box", "coarse"])
+def test_every_prompt_mode_is_deterministic(tiny_backbone, sample_polyp, prompt):
+    network = _fitted(tiny_backbone, sample_polyp, prompt=prompt, refine=1)
+    batch = load_and_preprocess(tiny_backbone)(make_datalist(sample_polyp)[5])["image"][None]
+    first, second = network(batch), network(batch)
+    assert first.shape == (1, 1, 64, 64) and torch.equal(first, second)
+
+
+def test_an_empty_coarse_mask_still_gives_a_non_empty_prediction(tiny_backbone):
+    network = SelfPromptNet(tiny_backbone)
+    with torch.no_grad():
+        network.classifier.bias.fill_(-50.0)  # the classifier says "nothing here" everywhere
+    coarse = network.coarse_logits(torch.rand(1, 3, 64, 64))
+    assert not (coarse > 0).any()
+    prompt_mask = network.coarse_to_prompt_masks(coarse)
+    assert prompt_mask.any()  # the fallback region above half the highest probability
+    logits = network(torch.rand(1, 3, 64, 64))
+    assert torch.isfinite(logits).all() and (logits > 0).any()  # a prediction to score, never dropped
+
+
+def test_gradients_reach_only_the_head(tiny_backbone):
+    network = SelfPromptNet(tiny_backbone, prompt="coarse")
+    assert sum(p.numel() for p in network.head_parameters()) == tiny_backbone.embed_dim + 1
+    network(torch.rand(1, 3, 64, 64)).mean().backward()
+    assert network.classifier.weight.grad is not None and all(p.grad is None for p in tiny_backbone.parameters())
+
+
+def test_a_client_box_overrides_the_classifier_box_and_clicks_change_the_answer(tiny_backbone, sample_polyp):
+    network = _fitted(tiny_backbone, sample_polyp)
+    chain = load_and_preprocess(tiny_backbone, client_prompts=True)
+    item = make_datalist(sample_polyp)[5]
+    plain = network(chain(item)["image"][None])
+    boxed = network(chain({**item, "roi": [0, 0, 40, 30]})["image"][None])
+    clicked = network(chain({**item, "foreground": [[100, 60]], "background": [[10, 10]]})["image"][None])
+    assert not torch.equal(plain, boxed) and not torch.equal(plain, clicked)
+    explicit = SelfPromptNet(tiny_backbone)
+    explicit.load_state_dict(network.state_dict())
+    embedding = tiny_backbone.encode(chain(item)["image"][None])
+    expected, _ = tiny_backbone.decode(embedding, boxes=torch.tensor([[0.0, 0.0, 16.0, 12.0]]))  # 64/160 scale
+    assert torch.allclose(boxed, tiny_backbone.upscale_logits(expected))
+    assert isinstance(ClientPromptsd(), ClientPromptsd)
+
+
+def test_decoder_memo_returns_the_same_logits_without_decoding_again(tiny_backbone, sample_polyp):
+    items = make_datalist(sample_polyp)
+    transform = load_and_preprocess(tiny_backbone)
+    network = _fitted(tiny_backbone, sample_polyp, box_margin=0.1)
+    plain = SelfPromptNet(tiny_backbone, box_margin=0.1, decode_memo_size=0)
+    plain.load_state_dict(network.state_dict())
+    images = torch.stack([transform(item)["image"] for item in items[3:5]])
+    with torch.no_grad():
+        first, second, reference = network(images), network(images), plain(images)
+    assert torch.equal(first, second) and torch.equal(first, reference)
+    assert (network.decode_memo.misses, network.decode_memo.hits) == (1, 1)
+    network.box_margin = 0.3  # another box: decoded anew, not served from memory
+    with torch.no_grad():
+        network(images)
+    assert network.decode_memo.misses == 2
+
+
+def test_bad_options_are_named(tiny_backbone):
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        SelfPromptNet(tiny_backbone, prompt="box+point")
+    with pytest.raises(ValueError, match="features must be one of"):
+        SelfPromptNet(tiny_backbone, features="pixels")

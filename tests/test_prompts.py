@@ -1,0 +1,63 @@
+"""Prompts from masks: torchvision boxes, MONAI's largest component, the deepest point, margins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monai_sam.prompts import (
+    boxes_of_masks,
+    clean_mask,
+    expand_box,
+    largest_component,
+    mask_prompts,
+    mask_to_box,
+    mask_to_point,
+)
+
+
+def test_box_point_and_clean_up():
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:25] = True
+    mask[0, 0] = True  # speck removed by the clean-up
+    cleaned = clean_mask(mask)
+    assert not cleaned[0, 0] and cleaned[10, 15]
+    assert mask_to_box(cleaned).tolist() == [10, 5, 24, 14]
+    x, y = mask_to_point(cleaned)
+    assert 14 <= x <= 20 and 8 <= y <= 11
+    points, boxes = mask_prompts(torch.as_tensor(cleaned)[None], "points+box")
+    assert boxes.shape == (1, 4) and points[0].shape == (1, 1, 2) and points[1].tolist() == [[1]]
+    assert mask_to_box(np.zeros((3, 3), bool)) is None and mask_to_point(np.zeros((3, 3), bool)) is None
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        mask_prompts(torch.as_tensor(cleaned)[None], "box+point")
+
+
+def test_boxes_of_masks_with_fallback_and_validity():
+    masks = torch.zeros(3, 10, 10, dtype=torch.bool)
+    masks[0, 2:5, 3:8] = True
+    masks[2, 9, 9] = True
+    fallback = torch.tensor([[0.0, 0, 1, 1]] * 3)
+    boxes, valid = boxes_of_masks(masks, fallback)
+    assert valid.tolist() == [True, False, True]
+    assert boxes.tolist() == [[3, 2, 7, 4], [0, 0, 1, 1], [9, 9, 9, 9]]  # inclusive pixel indices
+
+
+def test_largest_component_is_8_connected():
+    mask = np.zeros((10, 10), bool)
+    mask[1:3, 1:3] = True
+    mask[3, 3] = True  # touches the first block diagonally
+    mask[6:8, 6:9] = True
+    kept = largest_component(mask)
+    assert kept.sum() == 6 and kept[7, 7] and not kept[1, 1]
+    assert not largest_component(np.zeros((4, 4), bool)).any()
+
+
+def test_box_margin_grows_and_clips():
+    box = np.array([10.0, 20.0, 30.0, 60.0])
+    assert expand_box(box, 0.1, (100, 100)).tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
+    assert expand_box(box, 1.0, (70, 35)).tolist() == pytest.approx([0.0, 0.0, 34.0, 69.0])
+    mask = torch.zeros(1, 100, 100, dtype=torch.bool)
+    mask[0, 20:61, 10:31] = True
+    _, boxes = mask_prompts(mask, "box", box_margin=0.1)
+    assert boxes[0].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
