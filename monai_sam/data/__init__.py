@@ -7,6 +7,7 @@ from monai_sam.data.datalists import (
     image_folder_datalist,
     load_datalist_json,
     make_datalist,
+    stacked_patches_datalist,
 )
 from monai_sam.data.datasets import SliceDataset
 from monai_sam.data.errors import DataError
@@ -66,6 +67,7 @@ __all__ = [
     "skipped_slices",
     "slices_to_volume",
     "split_part",
+    "stacked_patches_datalist",
     "to_input_grid",
     "window_hu",
 ]

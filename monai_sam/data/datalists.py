@@ -115,7 +115,7 @@ def ct_volume_datalist(
 
     Every item of the case also carries ``n_slices`` (so a writer knows when the case is complete)
     and ``skip`` (see :func:`skipped_slices`): a network run through
-    :class:`monai_sam.engines.SkipSlicesInferer` spends no encoder pass on a skipped slice and
+    :class:`monai_sam.engines.SliceBatchInferer` spends no encoder pass on a skipped slice and
     predicts it empty. ``extra`` fields (e.g. ``patient``, ``visit``, ``phase``) are copied into
     every item; ``group`` defaults to ``extra["patient"]`` or the case.
     """
@@ -143,6 +143,23 @@ def ct_volume_datalist(
         if label is not None:
             item["label"] = str(label)
         items.append(item)
+    return items
+
+
+def stacked_patches_datalist(image: str | os.PathLike, label: str | os.PathLike, block: int = 10) -> list[dict]:
+    """A stack of independent 2D patches saved as one volume (e.g. MSD lung patches, ``(X, Y, N)``): one
+    item per patch, like any CT slice, but grouped by blocks of ``block`` consecutive patches (one
+    patient each), so a grouped split never puts one patient on both sides. ``tumour`` says whether
+    the patch's label has foreground. The stack is not a volume: items carry no ``n_slices``, so no
+    volume is written back.
+    """
+    image, label = Path(image).absolute(), Path(label).absolute()
+    labels, _ = read_ct_volume(str(label))
+    items = ct_volume_datalist(image, label, case=_case_of(image))
+    for item in items:
+        z = item["slice"]
+        item.pop("n_slices", None)
+        item.update(group=str(z // block + 1), id=f"{item['case']}_{z:04d}", tumour=bool((labels[..., z] > 0).any()))
     return items
 
 

@@ -92,7 +92,8 @@ def test_network_preprocessing_and_postprocessing_give_monai_label_its_mask(bund
         logits = parser.get_parsed_content("inferer")(item["image"][None], network)
     assert logits.shape[:2] == (1, 1)
     out = postprocessing({**item, "pred": logits[0]})
-    assert tuple(out["pred"].shape) == (1, 160, 128)  # MONAI's (W, H) layout, as MONAI Label's writer expects
+    # MONAI's (W, H) layout without the channel, uint8: what MONAI Label's writer turns into an H x W PNG
+    assert tuple(out["pred"].shape) == (160, 128) and out["pred"].dtype == torch.uint8
     assert set(np.unique(out["pred"])) <= {0, 1}
 
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_sam.data import DataError, LoadSampled, expand_items, find_volume_label, make_datalist
+from monai_sam.data import (
+    DataError,
+    LoadSampled,
+    expand_items,
+    find_volume_label,
+    make_datalist,
+    stacked_patches_datalist,
+)
 
 
 def test_polyp_folder_datalist_has_groups_in_natural_order(sample_polyp):
@@ -87,3 +94,19 @@ def test_datalist_json_with_relative_paths_volumes_and_slices(tmp_path, sample_c
 def test_missing_dataset_dir_is_named(tmp_path):
     with pytest.raises(DataError, match="nowhere"):
         make_datalist(tmp_path / "nowhere")
+
+
+def test_stacked_patches_are_grouped_by_patient_block_and_flag_tumour(tmp_path):
+    import nibabel as nib
+
+    image = np.random.default_rng(0).random((8, 8, 7)).astype(np.float32)
+    label = np.zeros((8, 8, 7), np.uint8)
+    label[2:4, 2:4, [0, 3, 4]] = 1
+    nib.save(nib.Nifti1Image(image, np.eye(4)), str(tmp_path / "patches.nii.gz"))
+    nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / "patches_label.nii.gz"))
+    items = stacked_patches_datalist(tmp_path / "patches.nii.gz", tmp_path / "patches_label.nii.gz", block=3)
+    assert [item["group"] for item in items] == ["1", "1", "1", "2", "2", "2", "3"]
+    assert [item["tumour"] for item in items] == [True, False, False, True, True, False, False]
+    assert len({item["id"] for item in items}) == 7 and all("n_slices" not in item for item in items)
+    sample = LoadSampled(keys=["image", "label"], ct_window=None)(items[3])
+    assert sample["label"].sum() == 4  # the fourth patch, not a neighbour

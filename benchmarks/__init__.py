@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that run the bundles' own configs and print figures (not tests)."""
