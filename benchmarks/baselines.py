@@ -38,7 +38,7 @@ def frozen_decoder_dice(items: list[dict], box_source: str, backbone: str, cache
             "imedsam",
             ["inference.json"],
             dataset_dir=write_datalist(items, scratch),
-            output_dir=scratch,
+            output_dir=f"{scratch}/out",
             method="frozen_decoder",
             box_source=box_source,
             backbone=backbone,

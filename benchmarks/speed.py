@@ -187,5 +187,15 @@ def imedsam_memory(
     return print_figures(figures, "imedsam inference.json, cached embedding")
 
 
+def quietly(command):
+    """``command`` for the command line: its figures are printed once (by the command, not again by fire)."""
+    return lambda **kwargs: command(**kwargs) and None
+
+
 if __name__ == "__main__":
-    fire.Fire({"inference": inference, "training": training, "imedsam_memory": imedsam_memory})
+    fire.Fire(
+        {
+            name: quietly(command)
+            for name, command in (("inference", inference), ("training", training), ("imedsam_memory", imedsam_memory))
+        }
+    )

@@ -34,6 +34,7 @@ def main(
 ) -> None:
     net = build_backbone(backbone, checkpoint=checkpoint, cache_dir=cache_dir, feature_dtype=feature_dtype)
     items = select_groups(make_datalist(dataset_dir), groups, dataset_dir)
+    items = [{k: v for k, v in item.items() if k != "label"} for item in items]  # masks differ in size; unused
     versions = flipped_versions() if flips else [[]]
     start = time.perf_counter()
     for flip in versions:

@@ -58,9 +58,12 @@ def image_folder_datalist(root: str | os.PathLike, require_labels: bool = False)
     images = sorted(p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"No images (.png/.jpg/.tif) found in {image_dir}.")
+    _refuse_duplicate_stems(images, "images")
     masks = {}
     if mask_dir is not None and mask_dir.is_dir():
-        masks = {p.stem: p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+        mask_files = [p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        _refuse_duplicate_stems(mask_files, "masks")
+        masks = {p.stem: p for p in mask_files}
     groups = _read_groups(root / "sequences.csv") if (root / "sequences.csv").is_file() else {}
     items = []
     for path in _natural_sorted(images):
@@ -75,6 +78,21 @@ def image_folder_datalist(root: str | os.PathLike, require_labels: bool = False)
             item["group"] = groups[path.stem]
         items.append(item)
     return items
+
+
+def _refuse_duplicate_stems(paths: list[Path], what: str) -> None:
+    """Two files with one stem (``1.png`` and ``1.jpg``) would share an id, a mask and an output name."""
+    by_stem: dict[str, list[str]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path.name)
+    clashes = {stem: names for stem, names in by_stem.items() if len(names) > 1}
+    if clashes:
+        stem, names = next(iter(sorted(clashes.items())))
+        raise DataError(
+            f"{len(clashes)} file name(s) in the {what} folder {paths[0].parent} are used twice with different "
+            f"extensions (e.g. {' and '.join(sorted(names))}); each image needs its own name, since its id, mask "
+            "and output files come from it. Rename or remove one of each pair."
+        )
 
 
 def _natural_sorted(paths: list[Path]) -> list[Path]:

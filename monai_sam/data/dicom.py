@@ -8,7 +8,10 @@ import numpy as np
 
 from monai_sam.data.errors import DataError
 
-__all__ = ["check_dicom_series", "resample_dicom_series"]
+__all__ = ["check_dicom_series", "check_series_depth", "resample_dicom_series"]
+
+# files in a series folder that are DICOM by name; anything else unreadable (notes, DICOMDIR) is ignored
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", "")
 
 
 def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
@@ -25,10 +28,15 @@ def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
 
     folder = Path(folder)
     headers = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
+        except Exception as error:
+            if path.suffix.lower() in DICOM_SUFFIXES and path.name.upper() != "DICOMDIR":
+                raise DataError(
+                    f"{path} is not a readable DICOM file ({type(error).__name__}: {error}); replace it with the "
+                    "series' original file or remove it from the series folder."
+                ) from error
             continue
         if "ImagePositionPatient" in header and "ImageOrientationPatient" in header:
             headers.append((path, header))
@@ -59,6 +67,36 @@ def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
             f"`monai-sam-resample-dicom --folder {folder} --output <file>.nii.gz` and segment that file."
         )
     return len(positions)
+
+
+def check_series_depth(folder: str | Path, depth: int) -> None:
+    """A series whose reader returned ``depth`` slices must have that many image files: a slice whose pixel
+    data cannot be decoded (e.g. a truncated file) is otherwise dropped by the reader, and the volume
+    comes back with fewer, wider-spaced slices. Names the files that cannot be decoded."""
+    import pydicom
+
+    folder = Path(folder)
+    files = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        if "ImagePositionPatient" in header:
+            files.append(path)
+    if len(files) == depth:
+        return
+    broken = []
+    for path in files:
+        try:
+            _ = pydicom.dcmread(path).pixel_array  # decoding is the check
+        except Exception as error:
+            broken.append(f"{path.name} ({type(error).__name__}: {error})")
+    raise DataError(
+        f"DICOM series {folder} has {len(files)} slice files but only {depth} could be read"
+        + (f"; unreadable pixel data in {', '.join(broken[:5])}" if broken else "")
+        + ". Replace the damaged files with the originals (a volume without them would have the wrong geometry)."
+    )
 
 
 def resample_dicom_series(folder: str | Path, output: str | Path, step: float | None = None) -> Path:

@@ -156,8 +156,12 @@ def convert_4dlung(
     Each CT series (a breathing phase of a visit) becomes an image in HU (int16, the geometry of
     :func:`monai_sam.data.read_ct_volume`); the ``roi`` contour of an RTSTRUCT that references it
     becomes its 0/1 label on the same grid. Series without an RTSTRUCT get no label (an error with
-    ``require_label``); an RTSTRUCT without the ROI is an error listing its ROIs. Cases already
-    converted are kept (re-running resumes); every file is written atomically.
+    ``require_label``); an RTSTRUCT without the ROI is an error listing its ROIs.
+
+    The conversion is written into ``.<output_dir name>.partial`` beside ``output_dir`` and moved onto
+    ``output_dir`` only when every series is converted, so ``output_dir`` is either absent or complete.
+    A failed run keeps its finished cases in the partial folder and a re-run resumes from them; a
+    complete ``output_dir`` is returned as it is; a non-empty folder of anything else is refused.
 
     Returns:
         the datalist path: ``{"data": [{"image", "label"?, "case", "patient", "visit", "study_date",
@@ -166,7 +170,12 @@ def convert_4dlung(
     """
     from tqdm import tqdm
 
-    output_dir = Path(output_dir)
+    final_dir = Path(output_dir)
+    if (final_dir / "datalist.json").is_file():
+        return final_dir / "datalist.json"  # converted before
+    if final_dir.is_dir() and any(final_dir.iterdir()):
+        raise DataError(f"output_dir {final_dir} is not empty; give a new folder for the converted 4D-Lung data.")
+    output_dir = final_dir.with_name(f".{final_dir.name}.partial")
     (output_dir / "images").mkdir(parents=True, exist_ok=True)
     (output_dir / "labels").mkdir(parents=True, exist_ok=True)
     items = []
@@ -194,8 +203,8 @@ def convert_4dlung(
                 _save_atomic(mask, affine, label_path)
             item["label"] = f"labels/{label_path.name}"
         items.append(item)
-    datalist = output_dir / "datalist.json"
-    partial = output_dir / ".datalist.partial.json"
-    partial.write_text(json.dumps({"data": items}, indent=2))
-    os.replace(partial, datalist)
-    return datalist
+    (output_dir / "datalist.json").write_text(json.dumps({"data": items}, indent=2))
+    if final_dir.is_dir():
+        final_dir.rmdir()  # empty (checked above)
+    os.replace(output_dir, final_dir)  # one step: the folder appears complete
+    return final_dir / "datalist.json"

@@ -29,7 +29,7 @@ __all__ = [
     "is_volume_path",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 
 
@@ -80,10 +80,16 @@ def _read_array(path: Path) -> np.ndarray:
 
             array = tifffile.imread(path)
         else:
-            from PIL import Image
+            from PIL import Image, ImageOps
 
             with Image.open(path) as image:
+                if getattr(image, "n_frames", 1) > 1:
+                    raise DataError(
+                        f"Image {path} holds {image.n_frames} frames (an animation); export the frame to segment "
+                        "as its own PNG/JPG."
+                    )
                 image.load()
+                image = ImageOps.exif_transpose(image)  # as viewers show it (camera JPEGs store a rotation tag)
                 if image.mode == "P":
                     image = (
                         image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -139,8 +145,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     array = _read_array(path)
-    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
-        raise DataError(f"Image {path} contains NaN values; fix or re-export the file.")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise DataError(f"Image {path} contains NaN or infinite values; fix or re-export the file.")
     if array.ndim == 2:
         array = array[..., None]
     if array.shape[-1] == 2:  # grey + alpha
@@ -164,8 +170,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         array = array[..., 0]
     top = float(array.max()) if array.size else 0.0
     if np.issubdtype(array.dtype, np.floating):
-        if np.isnan(array).any():
-            raise DataError(f"Mask {path} contains NaN values; fix or re-export the file.")
+        if not np.isfinite(array).all():
+            raise DataError(f"Mask {path} contains NaN or infinite values; fix or re-export the file.")
         return (array > (0.5 if top <= 1.0 else 127.0)).astype(np.uint8)
     threshold = 127 if top > 16 else 0
     if array.dtype == np.uint16 and top > 255:
@@ -181,18 +187,32 @@ def window_hu(slice_hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return ((np.clip(slice_hu, low, high) - low) / (high - low) * 255.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
+def _file_state(path: Path) -> tuple:
+    """What identifies the content of a file or series folder for the read cache: sizes and mtimes."""
+    if not path.exists():
+        return ()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
 def read_ct_volume(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Read a CT volume (NIfTI/NRRD/MHA file or DICOM series folder) in the display orientation.
 
     Returns:
         ``(volume, affine)``: volume ``(X, Y, Z)`` float32 reoriented to LPS (so ``volume[:, :, z].T``
         is the axial slice as radiologists view it: anterior up, patient's right on the left) and the
-        4x4 affine of the *reoriented* array. Values are whatever the file stores (HU for CT).
+        4x4 affine of the *reoriented* array. Values are whatever the file stores (HU for CT). The last
+        few volumes are kept in memory (one read per volume, not per slice) until their files change;
+        treat the arrays as read-only.
     """
+    return _read_ct_volume(str(path), _file_state(Path(str(path))))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_ct_volume(path: str, state: tuple) -> tuple[np.ndarray, np.ndarray]:
     from monai.transforms import LoadImage, Orientation
 
-    from monai_sam.data.dicom import check_dicom_series
+    from monai_sam.data.dicom import check_dicom_series, check_series_depth
 
     source = Path(path)
     if not source.exists():
@@ -206,13 +226,20 @@ def read_ct_volume(path: str) -> tuple[np.ndarray, np.ndarray]:
             f"Cannot read CT volume {source}: {error}. Pass a NIfTI file (.nii/.nii.gz) or a folder "
             "holding one DICOM series."
         ) from error
-    if image.ndim != 4:
-        raise DataError(f"CT volume {source} has shape {tuple(image.shape[1:])}; expected a 3D volume.")
+    if image.ndim != 4 or image.shape[0] != 1:
+        shape = tuple(image.shape[1:]) + ((image.shape[0],) if image.ndim == 4 else ())
+        raise DataError(
+            f"CT volume {source} has shape {shape}; expected one 3D volume. A 4D file (e.g. one frame per "
+            "breathing phase) must be split into 3D volumes first, one file per frame."
+        )
+    if source.is_dir():
+        check_series_depth(source, image.shape[-1])
     image = Orientation(axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(image)
     volume = image[0].numpy().astype(np.float32)
-    if np.isnan(volume).any():
+    if not np.isfinite(volume).all():
+        nan, inf = int(np.isnan(volume).sum()), int(np.isinf(volume).sum())
         raise DataError(
-            f"CT volume {source} contains NaN values ({int(np.isnan(volume).sum())} voxels); "
+            f"CT volume {source} contains {nan} NaN and {inf} infinite voxels; "
             "fill them (e.g. with -1024 HU) before segmentation."
         )
     return volume, np.asarray(image.affine, dtype=np.float64)

@@ -11,11 +11,16 @@ from monai_sam.engines.checkpoints import (
     save_checkpoint,
 )
 from monai_sam.engines.inferers import SliceBatchInferer
+from monai_sam.engines.item_screen import ON_ERROR, ItemScreen
 from monai_sam.engines.metrics import PerImageMetrics
+from monai_sam.engines.output_folder import claim_output_dir
 from monai_sam.engines.volume_writer import VolumeWriter
 from monai_sam.engines.writers import AtomicPILWriter, SaveMaskd, SaveOverlayd, item_name
 
 __all__ = [
+    "ON_ERROR",
+    "ItemScreen",
+    "claim_output_dir",
     "AtomicPILWriter",
     "FrozenBackboneCheck",
     "HeadCheckpointLoader",

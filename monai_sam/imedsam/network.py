@@ -38,6 +38,7 @@ def boxes_of(images: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.T
         raise ValueError(f"{boxes.shape[0]} boxes for {images.shape[0]} images")
     return boxes
 
+
 ADAPTERS = ("none", "lora", "fa", "lora+fa")
 
 

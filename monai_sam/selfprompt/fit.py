@@ -21,6 +21,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from monai_sam.backbones import Letterbox
+from monai_sam.data.errors import DataError
 from monai_sam.engines.batches import prepare_image_batch
 from monai_sam.networks import letterboxes_of
 from monai_sam.selfprompt.network import SelfPromptNet
@@ -67,16 +68,16 @@ def solve_pixel_classifier(
     """Fit ``network.classifier`` on pixels ``x (N, F)``, ``y (N,)``; returns pixels, foreground fraction, accuracy.
 
     Raises:
-        ValueError: no foreground pixel (the masks are empty, or too small to cover half an embedding
+        DataError: no foreground pixel (the masks are empty, or too small to cover half an embedding
             cell) -- a classifier fitted on background alone would predict nothing.
     """
     from sklearn.linear_model import LogisticRegression
 
     y = y.astype(np.int64)
     if y.size == 0:
-        raise ValueError("no annotated pixel to fit on: the support images have no valid embedding cell")
+        raise DataError("no annotated pixel to fit on: the support images have no valid embedding cell")
     if not y.any():
-        raise ValueError(
+        raise DataError(
             f"the support masks hold no foreground ({y.size} embedding pixels, all background): every mask is "
             "empty or smaller than half an embedding cell. Annotate images where the target is visible."
         )

@@ -156,4 +156,3 @@ class SelfPromptNet(HeadOnFrozenSam):
         coords, labels = points if points is not None else (None, None)
         inputs = (embedding, coords, labels, boxes, mask_input)
         return self.decode_memo(decode, *inputs, extra=self.backbone.fingerprint)[0]
-

@@ -110,3 +110,15 @@ def test_stacked_patches_are_grouped_by_patient_block_and_flag_tumour(tmp_path):
     assert len({item["id"] for item in items}) == 7 and all("n_slices" not in item for item in items)
     sample = LoadSampled(keys=["image", "label"], ct_window=None)(items[3])
     assert sample["label"].sum() == 4  # the fourth patch, not a neighbour
+
+
+def test_two_images_with_one_name_are_refused_not_overwritten(tmp_path):
+    picture = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "images").mkdir()
+    picture.save(tmp_path / "images" / "1.png")
+    picture.save(tmp_path / "images" / "1.jpg")
+    picture.save(tmp_path / "images" / "2.png")
+    with pytest.raises(DataError, match=r"used twice.*1\.jpg and 1\.png.*Rename"):
+        make_datalist(tmp_path)
+    (tmp_path / "images" / "1.jpg").unlink()
+    assert [item["id"] for item in make_datalist(tmp_path)] == ["1", "2"]

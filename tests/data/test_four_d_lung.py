@@ -42,3 +42,25 @@ def test_conversion_and_datalist_share_the_2d_loader(tcia, tmp_path):
     loaded = LoadSampled()(first[5])  # the very transform that reads 2D images
     assert loaded["image"].shape == (3, 64, 64)
     np.testing.assert_array_equal(loaded["label"][0].numpy(), tcia["lobe"][:, :, 5].T)
+
+
+def test_a_failed_conversion_leaves_no_output_folder_and_a_rerun_resumes(tcia, tmp_path):
+    import pytest
+
+    from monai_sam.data import DataError
+
+    target = tmp_path / "converted"
+    with pytest.raises(DataError, match="Bronchus"):  # the RTSTRUCT has no such ROI: it lists what it has
+        convert_4dlung(tcia["root"], target, roi="Bronchus", progress=False)
+    assert not target.exists()  # nothing half-written where the user looks
+    partial = tmp_path / ".converted.partial"
+    done = sorted(p.name for p in (partial / "images").iterdir())
+    assert done and not (partial / "datalist.json").exists()  # the finished image is kept for the rerun
+    stamp = (partial / "images" / done[0]).stat().st_mtime_ns
+    datalist = convert_4dlung(tcia["root"], target, roi="Tumor", progress=False)
+    assert datalist == target / "datalist.json" and not partial.exists()
+    assert (target / "images" / done[0]).stat().st_mtime_ns == stamp  # resumed, not redone
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        convert_4dlung(tcia["root"], tmp_path / "other", progress=False)

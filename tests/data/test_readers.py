@@ -92,3 +92,44 @@ def test_window_and_item_kinds(tmp_path, sample_ct):
     assert is_volume_path(volume) and not is_volume_path(tmp_path)
     assert is_volume_item({"image": volume}) and not is_volume_item({"image": volume, "slice": 3})
     assert is_ct_item({"image": volume, "slice": 3}) and not is_ct_item({"image": "a.png"})
+
+
+def test_infinite_hu_is_refused_like_nan(tmp_path):
+    volume = np.zeros((8, 8, 3), np.float32)
+    volume[1, 1, 0], volume[2, 2, 2] = np.inf, -np.inf
+    path = tmp_path / "inf_ct.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    with pytest.raises(DataError, match=r"inf_ct.nii.gz contains 0 NaN and 2 infinite voxels"):
+        read_ct_volume(str(path))
+
+
+def test_a_4d_nifti_is_refused_not_cut_to_its_first_frame(tmp_path):
+    path = tmp_path / "phases.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3, 4), np.float32), np.eye(4)), path)
+    with pytest.raises(DataError, match=r"phases.nii.gz has shape \(8, 8, 3, 4\).*one file per frame"):
+        read_ct_volume(str(path))
+
+
+def test_exif_rotation_is_applied_to_images_and_masks(tmp_path):
+    stored = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high as stored; a bright stripe on the left
+    stored[:, :5] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif, quality=100)
+    Image.fromarray(stored[..., 0]).save(tmp_path / "photo_mask.png")  # a mask as stored, no tag: stays
+    shown = read_rgb(tmp_path / "photo.jpg")
+    assert shown.shape == (40, 20, 3)  # as viewers show it: 20 wide, 40 high
+    assert shown[:5, :, 0].mean() > 200 and shown[-5:, :, 0].mean() < 50  # the stripe is now on top
+    assert read_mask(tmp_path / "photo_mask.png").shape == (20, 40)
+
+
+def test_gif_and_webp_are_read_and_animations_refused(tmp_path):
+    picture = Image.fromarray(np.full((12, 10, 3), 200, np.uint8))
+    picture.save(tmp_path / "still.gif")
+    picture.save(tmp_path / "still.webp", lossless=True)
+    assert read_rgb(tmp_path / "still.gif").shape == (12, 10, 3)
+    np.testing.assert_allclose(read_rgb(tmp_path / "still.webp"), 200)
+    frames = [Image.fromarray(np.full((12, 10), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(DataError, match="moving.gif holds 2 frames"):
+        read_rgb(tmp_path / "moving.gif")
