@@ -73,8 +73,10 @@ def split_part(
       sequence; ``*_groups`` name the sequences of each part (a sequence never sits in two parts);
     - ``split="folders"``: separate labelled folders per part (e.g. the PraNet protocol).
 
+    An empty ``val`` part (no ``val_groups``) is allowed: training then keeps the last epoch.
+
     Raises:
-        DataError: unknown split/part, overlapping or empty parts -- each naming the fix.
+        DataError: unknown split/part, overlapping parts, an empty train/test part -- each naming the fix.
     """
     from monai_sam.data.datalists import make_datalist
     from monai_sam.utils import check_choice
@@ -95,6 +97,8 @@ def split_part(
     if overlap:
         raise DataError(f"sequence groups overlap between parts ({sorted(overlap)}); a sequence belongs to one part.")
     if not wanted[part]:
+        if part == "val":  # training without validation: model.pt is then the last epoch
+            return []
         raise DataError(f"no {part} groups given; set {part}_groups (e.g. '11-14').")
     return select_groups(make_datalist(dataset_dir, require_labels=True), sorted(wanted[part]), f"{part} part")
 

@@ -53,6 +53,7 @@ def test_parts_are_disjoint_and_errors_are_named(sample_polyp):
         split_part("train", "sequences", sample_polyp, "1-2", "2-3")
     with pytest.raises(DataError, match="test_groups"):
         split_part("test", "sequences", sample_polyp, "1-2", "3")
+    assert split_part("val", "sequences", sample_polyp, "1-3", "") == []  # training without validation
     with pytest.raises(DataError, match="val_dirs"):
         split_part("val", "folders", train_dirs=sample_polyp)
     assert len(split_part("val", "folders", val_dirs=[sample_polyp])) == 12

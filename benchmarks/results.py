@@ -1,0 +1,380 @@
+"""One table of every method and the frozen-decoder baselines on the same data, backbone and folds.
+
+    python -m benchmarks.results --cache_dir .cache/emb --readme README.md
+
+Protocol (what a reviewer should be able to check):
+
+- data: CVC-ClinicDB's 297 frames in 14 videos (``sequences.csv``), grouped 5-fold cross-validation
+  (``monai_sam.data.grouped_folds``, seed 0): a video is never split, each fold's test videos are never
+  seen by the models whose figures they give -- neither to train nor to select;
+- the trainable heads (ProMISe, I-MedSAM) train on the fold's other videos and choose their epoch on two
+  validation videos drawn from those (seeded), never on the test videos; ProMISe's box refinement is
+  reported both on and off (two rows), not chosen on the test videos;
+- self-prompting draws its k = 10 shots from the fold's training videos, three seeds per fold;
+- the frozen-decoder baselines (ground-truth box, whole-image box) and P²SAM (one-shot per video:
+  reference = the video's third frame, targets = its later frames) need no training: they run once and
+  each video's images count for the fold that holds it;
+- Dice, IoU and HD95 (pixels, original resolution) are means over a fold's test images; the table gives
+  mean ± std over folds (× seeds); the box plot shows each method's per-video mean Dice;
+- seconds per image: the bare frozen encoder, measured once, and each method's cached evaluation run
+  (everything but the encoder: embeddings come from the disk cache);
+- Kvasir-SEG (6 images, another centre): the shipped heads (``bundles/*/models``), fully automatic
+  where the method is; no choice was made on it.
+
+Every run goes through the bundles' own configs (overrides only), keeps its files under ``--work_dir``
+and is skipped when they are complete, so a rerun costs nothing but the table; the encoder never runs
+again once the embedding cache is filled (``monai-sam-cache-embeddings --flips`` for ProMISe).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+
+from benchmarks.common import SHARED_DATA, Stopwatch, bundle_parser, run_bundle, spread
+from monai_sam.data import grouped_folds, make_datalist, sample_shots
+from monai_sam.utils import atomic_write_text, write_csv_rows
+
+METHODS = ("frozen_gt_box", "frozen_whole_box", "self_prompt", "promise", "imedsam", "p2sam")
+LABELS = {
+    "frozen_gt_box": "frozen decoder, ground-truth box (baseline)",
+    "frozen_whole_box": "frozen decoder, whole-image box (baseline)",
+    "self_prompt": "self-prompting, k = 10 (3 seeds)",
+    "promise": "ProMISe, fully automatic, refinement on",
+    "promise_single": "ProMISe, fully automatic, single pass",
+    "imedsam": "I-MedSAM, ground-truth box",
+    "p2sam": "P²SAM one-shot video (reference: 3rd frame)",
+}
+BUNDLE_OF = {"self_prompt": "self_prompt", "promise": "promise", "promise_single": "promise", "imedsam": "imedsam",
+             "p2sam": "p2sam", "frozen_gt_box": "imedsam", "frozen_whole_box": "imedsam"}  # fmt: skip
+
+
+class Benchmark:
+    """The runs of one benchmark; each ``run_*`` returns per-image rows (method, fold, seed, group, id, dice ...)."""
+
+    def __init__(self, dataset_dir: str, work_dir: str, cache_dir: str | None, backbone: str, n_folds: int = 5,
+                 fold_seed: int = 0, val_videos: int = 2, seeds: tuple[int, ...] = (0, 1, 2)) -> None:  # fmt: skip
+        self.dataset_dir, self.work = str(dataset_dir), Path(work_dir)
+        self.common = {"backbone": backbone, "cache_dir": cache_dir, "device": "cpu", "dataset_dir": self.dataset_dir}
+        self.items = make_datalist(dataset_dir, require_labels=True)
+        self.group_of = {item["id"]: str(item["group"]) for item in self.items}
+        self.folds = []
+        for fold, (train, test) in enumerate(grouped_folds(self.items, n_folds, fold_seed)):
+            train_groups = sorted({str(self.items[i]["group"]) for i in train}, key=int)
+            val = sorted(np.random.default_rng(fold).choice(train_groups, val_videos, replace=False).tolist(), key=int)
+            self.folds.append(
+                {
+                    "train_items": [self.items[i] for i in train],
+                    "test_items": [self.items[i] for i in test],
+                    "fit": [g for g in train_groups if g not in val],
+                    "val": val,
+                    "test": sorted({str(self.items[i]["group"]) for i in test}, key=int),
+                }
+            )
+        self.fold_of = {g: f for f, fold in enumerate(self.folds) for g in fold["test"]}
+        self.seeds = seeds
+        self.timings: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _rows(self, metrics_csv: Path, method: str, seed: int = 0, fold: int | None = None) -> list[dict]:
+        with open(metrics_csv, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        out = []
+        for row in rows:
+            group = self.group_of[row["id"]]
+            out.append(
+                {
+                    "method": method,
+                    "fold": self.fold_of[group] if fold is None else fold,
+                    "seed": seed,
+                    "group": group,
+                    "id": row["id"],
+                    **{k: float(row[k]) for k in ("dice", "iou", "hd95") if row.get(k) not in (None, "")},
+                }
+            )
+        return out
+
+    def _done(self, folder: Path) -> bool:
+        return (folder / "done.json").is_file()
+
+    def _finish(self, folder: Path, method: str, seconds: float, images: int) -> None:
+        atomic_write_text(folder / "done.json", json.dumps({"seconds": seconds, "images": images}))
+
+    def _seconds(self, folder: Path, method: str) -> None:
+        done = json.loads((folder / "done.json").read_text())
+        self.timings.setdefault(method, []).append(done["seconds"] / max(done["images"], 1))
+
+    def _evaluate(self, folder: Path, method: str, parser, evaluator_id: str, n: int) -> None:
+        """Run ``evaluator_id`` of ``parser`` unless ``folder`` is complete; record its seconds per image."""
+        if not self._done(folder):
+            evaluator = parser.get_parsed_content(evaluator_id)
+            with Stopwatch() as watch:
+                evaluator.run()
+            self._finish(folder, method, watch.seconds, n)
+        self._seconds(folder, method)
+
+    # ------------------------------------------------------------------ methods
+    def run_frozen(self, box_source: str) -> list[dict]:
+        method = "frozen_gt_box" if box_source == "label" else "frozen_whole_box"
+        folder = self.work / method
+        parser = bundle_parser(
+            "imedsam", ["inference.json"], **self.common, output_dir=str(folder), method="frozen_decoder",
+            box_source=box_source, save_masks=False, save_overlays=False, hd95=True,
+        )  # fmt: skip
+        if not self._done(folder):
+            run_bundle_initialize(parser)
+        self._evaluate(folder, method, parser, "evaluator", len(self.items))
+        return self._rows(folder / "metrics.csv", method)
+
+    def run_self_prompt(self) -> list[dict]:
+        rows = []
+        for seed in self.seeds:
+            for f, fold in enumerate(self.folds):
+                folder = self.work / "self_prompt" / f"fold{f}_seed{seed}"
+                shots = sample_shots(fold["train_items"], 10, seed)
+                parser = bundle_parser(
+                    "self_prompt", ["train.json"], **self.common, output_dir=str(folder), ckpt_dir=str(folder),
+                    seed=seed, hd95=True,
+                )  # fmt: skip
+                parser["train#datalist"] = shots
+                parser["validate#datalist"] = fold["test_items"]
+                if not self._done(folder):
+                    parser.get_parsed_content("initialize")
+                    with Stopwatch() as watch:
+                        parser.get_parsed_content("train#trainer").run()
+                    evaluator = parser.get_parsed_content("validate#evaluator")
+                    self._finish(folder, "self_prompt", float(evaluator.state.times.get("COMPLETED") or watch.seconds),
+                                 len(fold["test_items"]))  # fmt: skip
+                self._seconds(folder, "self_prompt")
+                rows += self._rows(folder / "metrics.csv", "self_prompt", seed, f)
+        return rows
+
+    def _train(self, bundle: str, folder: Path, fold: dict, **overrides) -> None:
+        if (folder / "trained.json").is_file():
+            return
+        parser = bundle_parser(
+            bundle, ["train.json"], **self.common, ckpt_dir=str(folder / "ckpt"), output_dir=str(folder / "logs"),
+            train_groups=fold["fit"], val_groups=fold["val"], **overrides,
+        )  # fmt: skip
+        run_bundle(parser)  # resumes from ckpt/last.pt after an interruption
+        atomic_write_text(folder / "trained.json", json.dumps({"fit": fold["fit"], "val": fold["val"]}))
+
+    def run_promise(self) -> list[dict]:
+        rows = []
+        for f, fold in enumerate(self.folds):
+            folder = self.work / "promise" / f"fold{f}"
+            self._train("promise", folder, fold, test_groups=fold["test"])
+            for refine, method in ((1, "promise"), (0, "promise_single")):
+                out = folder / f"test_refine{refine}"
+                parser = bundle_parser(
+                    "promise", ["train.json", "evaluate.json"], **self.common, ckpt_dir=str(folder / "ckpt"),
+                    output_dir=str(out), train_groups=fold["fit"], val_groups=fold["val"], test_groups=fold["test"],
+                    eval_part="test", refine=refine, save_masks=False, save_overlays=False, hd95=True,
+                )  # fmt: skip
+                self._evaluate(out, method, parser, "validate#evaluator", len(fold["test_items"]))
+                rows += self._rows(out / "metrics.csv", method, 0, f)
+        return rows
+
+    def run_imedsam(self) -> list[dict]:
+        rows = []
+        for f, fold in enumerate(self.folds):
+            folder = self.work / "imedsam" / f"fold{f}"
+            self._train("imedsam", folder, fold)
+            out = folder / "test"
+            parser = bundle_parser(
+                "imedsam", ["train.json", "evaluate.json"], **self.common, ckpt_dir=str(folder / "ckpt"),
+                output_dir=str(out), train_groups=fold["fit"], val_groups=fold["val"], test_groups=fold["test"],
+                save_masks=False, save_overlays=False, hd95=True,
+            )  # fmt: skip
+            self._evaluate(out, "imedsam", parser, "validate#evaluator", len(fold["test_items"]))
+            rows += self._rows(out / "metrics.csv", "imedsam", 0, f)
+        return rows
+
+    def run_p2sam(self) -> list[dict]:
+        folder = self.work / "p2sam"
+        parser = bundle_parser(
+            "p2sam", ["inference.json", "evaluate.json"], **self.common, output_dir=str(folder),
+            metrics_name="metrics", save_overlays=False, hd95=True,
+        )  # fmt: skip
+        if not self._done(folder):
+            run_bundle_initialize(parser)
+        self._evaluate(folder, "p2sam", parser, "evaluator", len(parser.get_parsed_content("datalist")))
+        return self._rows(folder / "metrics.csv", "p2sam")
+
+    # ------------------------------------------------------------------ figures beside the folds
+    def encoder_seconds(self, n: int = 10) -> float:
+        """Seconds per image of the bare frozen encoder (batch 1, after a warm-up pass)."""
+        from monai.data import DataLoader, Dataset
+
+        from monai_sam.backbones import build_backbone
+        from monai_sam.data import load_and_preprocess
+
+        backbone = build_backbone(self.common["backbone"], cache=False)
+        images = [
+            b["image"].as_tensor() for b in DataLoader(Dataset(spread(self.items, n), load_and_preprocess(backbone)))
+        ]
+        with torch.no_grad():
+            backbone.encode_uncached(images[0])
+            with Stopwatch() as watch:
+                for image in images:
+                    backbone.encode_uncached(image)
+        return watch.seconds / len(images)
+
+    def trainable_parameters(self, method: str) -> int:
+        if method.startswith("frozen") or method == "p2sam":
+            return 0
+        parser = bundle_parser(BUNDLE_OF[method], ["inference.json"], **self.common)
+        return int(sum(p.numel() for p in parser.get_parsed_content("network").head_parameters()))
+
+    def kvasir(self, method: str, kvasir_dir: Path) -> float | None:
+        """Mean Dice of the shipped head on Kvasir-SEG (``None`` where the method needs a per-video reference)."""
+        if method == "p2sam" or not kvasir_dir.is_dir():
+            return None
+        folder = self.work / "kvasir" / method
+        overrides = {
+            "promise_single": {"refine": 0},
+            "frozen_gt_box": {"method": "frozen_decoder"},
+            "frozen_whole_box": {"method": "frozen_decoder", "box_source": "whole"},
+        }.get(method, {})
+        parser = bundle_parser(
+            BUNDLE_OF[method], ["inference.json"], **{**self.common, "dataset_dir": str(kvasir_dir)},
+            output_dir=str(folder), save_masks=False, save_overlays=False, hd95=False, **overrides,
+        )  # fmt: skip
+        if not (folder / "metrics.csv").is_file():
+            run_bundle(parser)
+        with open(folder / "metrics.csv", newline="") as handle:
+            return float(np.mean([float(r["dice"]) for r in csv.DictReader(handle)]))
+
+
+def run_bundle_initialize(parser) -> None:
+    if "initialize" in parser:
+        parser.get_parsed_content("initialize")
+
+
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    """Per method: mean ± std over (fold, seed) means of Dice / IoU / HD95, the fold means, per-video Dice."""
+    summary: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        runs = sorted({(r["fold"], r["seed"]) for r in mine})
+        entry: dict = {"images": len({r["id"] for r in mine}), "runs": len(runs)}
+        for metric in ("dice", "iou", "hd95"):
+            means = [
+                np.mean([r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r]) for run in runs
+            ]
+            entry[metric] = (float(np.mean(means)), float(np.std(means)))
+        videos = sorted({r["group"] for r in mine}, key=int)
+        entry["per_video_dice"] = {v: float(np.mean([r["dice"] for r in mine if r["group"] == v])) for v in videos}
+        summary[method] = entry
+    return summary
+
+
+def table(summary: dict, extra: dict, encoder_s: float, backbone: str) -> str:
+    head = ("| method | trainable parameters | Dice | IoU | HD95 (px) | s/image without the encoder | "
+            "Kvasir-SEG Dice (shipped head) |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    lines = [head]
+    for method, entry in summary.items():
+        e = extra[method]
+        kvasir = "—" if e["kvasir"] is None else f"{e['kvasir']:.3f}"
+        lines.append(
+            f"| {LABELS.get(method, method)} | {e['parameters']:,} | {entry['dice'][0]:.3f} ± {entry['dice'][1]:.3f} | "
+            f"{entry['iou'][0]:.3f} ± {entry['iou'][1]:.3f} | {entry['hd95'][0]:.1f} ± {entry['hd95'][1]:.1f} | "
+            f"{e['seconds']:.3f} | {kvasir} |"
+        )
+    lines.append(
+        f"\nBackbone {backbone} (frozen); encoder {encoder_s:.2f} s per image on this CPU, paid once per image and "
+        "cached. Mean ± std over the 5 folds (self-prompting: 5 folds × 3 seeds); each fold's test videos were "
+        "never used to train or select what it reports."
+    )
+    return "\n".join(lines)
+
+
+def boxplot(summary: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary)
+    figure, axis = plt.subplots(figsize=(9, 4.2))
+    data = [list(summary[m]["per_video_dice"].values()) for m in methods]
+    axis.boxplot(data, showmeans=True)
+    for i, values in enumerate(data, 1):
+        axis.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, s=9, alpha=0.6)
+    axis.set_xticks(range(1, len(methods) + 1), [LABELS.get(m, m).split(",")[0].replace(" (baseline)", "")
+                                                 + ("\n" + LABELS[m].split(",")[1].strip() if "," in LABELS.get(m, "")
+                                                    else "") for m in methods], fontsize=7)  # fmt: skip
+    axis.set_ylabel("Dice per video (mean over its test frames)")
+    axis.set_ylim(0, 1)
+    axis.set_title("CVC-ClinicDB, 14 videos, grouped 5-fold CV (LiteMedSAM frozen)", fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_readme(readme: Path, block: str) -> None:
+    text = readme.read_text()
+    start, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block to replace")
+    before, rest = text.split(start, 1)
+    atomic_write_text(readme, before + start + "\n" + block + "\n" + end + rest.split(end, 1)[1])
+
+
+def main(
+    dataset_dir: str = str(SHARED_DATA / "polyp" / "CVC-ClinicDB"),
+    kvasir_dir: str = str(SHARED_DATA / "polyp" / "Kvasir-SEG"),
+    work_dir: str = "runs/benchmark",
+    cache_dir: str | None = ".cache/emb",
+    backbone: str = "lite_medsam",
+    methods: tuple[str, ...] = METHODS,
+    figures_dir: str = "benchmarks/results",
+    readme: str | None = None,
+    threads: int = 2,
+) -> None:
+    torch.set_num_threads(threads)
+    bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone)
+    print("folds (test videos | validation videos):", [(f["test"], f["val"]) for f in bench.folds])
+    rows: list[dict] = []
+    runners = {
+        "frozen_gt_box": lambda: bench.run_frozen("label"),
+        "frozen_whole_box": lambda: bench.run_frozen("whole"),
+        "self_prompt": bench.run_self_prompt,
+        "promise": bench.run_promise,
+        "imedsam": bench.run_imedsam,
+        "p2sam": bench.run_p2sam,
+    }
+    for method in methods:
+        print(f"== {method}", flush=True)
+        rows += runners[method]()
+    write_csv_rows(Path(work_dir) / "per_image.csv", rows)
+    summary = summarise(rows)
+    extra = {
+        m: {
+            "parameters": bench.trainable_parameters(m),
+            "seconds": float(np.mean(bench.timings.get(m, [float("nan")]))),
+            "kvasir": bench.kvasir(m, Path(kvasir_dir)),
+        }
+        for m in summary
+    }
+    encoder_s = bench.encoder_seconds()
+    text = table(summary, extra, encoder_s, backbone)
+    figures = Path(figures_dir)
+    picture = boxplot(summary, figures / "per_video_dice.png")
+    atomic_write_text(figures / "table.md", text + "\n")
+    atomic_write_text(figures / "summary.json", json.dumps({"summary": summary, "extra": extra,
+                                                             "encoder_s": encoder_s}, indent=1))  # fmt: skip
+    print(text)
+    if readme:
+        write_readme(Path(readme), text + f"\n\n![per-video Dice]({picture.as_posix()})\n")
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
