@@ -138,8 +138,8 @@ class Benchmark:
                 folder = self.work / "self_prompt" / f"fold{f}_seed{seed}"
                 shots = sample_shots(fold["train_items"], 10, seed)
                 parser = bundle_parser(
-                    "self_prompt", ["train.json"], **self.common, output_dir=str(folder), ckpt_dir=str(folder),
-                    seed=seed, hd95=True,
+                    "self_prompt", ["train.json", "evaluate.json"], **self.common, output_dir=str(folder),
+                    ckpt_dir=str(folder), seed=seed, hd95=True, save_masks=False, save_overlays=False,
                 )  # fmt: skip
                 parser["train#datalist"] = shots
                 parser["validate#datalist"] = fold["test_items"]
