@@ -58,7 +58,8 @@ class Benchmark:
     """The runs of one benchmark; each ``run_*`` returns per-image rows (method, fold, seed, group, id, dice ...)."""
 
     def __init__(self, dataset_dir: str, work_dir: str, cache_dir: str | None, backbone: str, n_folds: int = 5,
-                 fold_seed: int = 0, val_videos: int = 2, seeds: tuple[int, ...] = (0, 1, 2)) -> None:  # fmt: skip
+                 fold_seed: int = 0, val_videos: int = 2, seeds: tuple[int, ...] = (0, 1, 2),
+                 train_epochs: dict[str, int] | None = None) -> None:  # fmt: skip
         self.dataset_dir, self.work = str(dataset_dir), Path(work_dir)
         self.common = {"backbone": backbone, "cache_dir": cache_dir, "device": "cpu", "dataset_dir": self.dataset_dir}
         self.items = make_datalist(dataset_dir, require_labels=True)
@@ -78,6 +79,7 @@ class Benchmark:
             )
         self.fold_of = {g: f for f, fold in enumerate(self.folds) for g in fold["test"]}
         self.seeds = seeds
+        self.train_epochs = dict(train_epochs or {})
         self.timings: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -137,20 +139,23 @@ class Benchmark:
             for f, fold in enumerate(self.folds):
                 folder = self.work / "self_prompt" / f"fold{f}_seed{seed}"
                 shots = sample_shots(fold["train_items"], 10, seed)
+                if not (folder / "model.pt").is_file():
+                    # The fit alone (train.json, nothing to validate): evaluate.json's checkpoint loader needs
+                    # the model.pt this writes, so the two cannot share one parser.
+                    fit = bundle_parser(
+                        "self_prompt", ["train.json"], **self.common, output_dir=str(folder / "logs"),
+                        ckpt_dir=str(folder), seed=seed,
+                    )  # fmt: skip
+                    fit["train#datalist"] = shots
+                    fit["validate#datalist"] = []
+                    fit.get_parsed_content("initialize")
+                    fit.get_parsed_content("train#trainer").run()
                 parser = bundle_parser(
                     "self_prompt", ["train.json", "evaluate.json"], **self.common, output_dir=str(folder),
                     ckpt_dir=str(folder), seed=seed, hd95=True, save_masks=False, save_overlays=False,
                 )  # fmt: skip
-                parser["train#datalist"] = shots
                 parser["validate#datalist"] = fold["test_items"]
-                if not self._done(folder):
-                    parser.get_parsed_content("initialize")
-                    with Stopwatch() as watch:
-                        parser.get_parsed_content("train#trainer").run()
-                    evaluator = parser.get_parsed_content("validate#evaluator")
-                    self._finish(folder, "self_prompt", float(evaluator.state.times.get("COMPLETED") or watch.seconds),
-                                 len(fold["test_items"]))  # fmt: skip
-                self._seconds(folder, "self_prompt")
+                self._evaluate(folder, "self_prompt", parser, "validate#evaluator", len(fold["test_items"]))
                 rows += self._rows(folder / "metrics.csv", "self_prompt", seed, f)
         return rows
 
@@ -161,8 +166,13 @@ class Benchmark:
             bundle, ["train.json"], **self.common, ckpt_dir=str(folder / "ckpt"), output_dir=str(folder / "logs"),
             train_groups=fold["fit"], val_groups=fold["val"], **overrides,
         )  # fmt: skip
+        if bundle in self.train_epochs:
+            parser["max_epochs"] = int(self.train_epochs[bundle])
         run_bundle(parser)  # resumes from ckpt/last.pt after an interruption
-        atomic_write_text(folder / "trained.json", json.dumps({"fit": fold["fit"], "val": fold["val"]}))
+        best = torch.load(folder / "ckpt" / "model.pt", map_location="cpu", weights_only=True)
+        record = {"fit": fold["fit"], "val": fold["val"], "max_epochs": parser["max_epochs"],
+                  "best_epoch": int(best["epoch"]), "val_mean_dice": float(best["val_mean_dice"])}  # fmt: skip
+        atomic_write_text(folder / "trained.json", json.dumps(record))
 
     def run_promise(self) -> list[dict]:
         rows = []
@@ -338,9 +348,15 @@ def main(
     figures_dir: str = "benchmarks/results",
     readme: str | None = None,
     threads: int = 2,
+    train_epochs: dict[str, int] | None = None,
 ) -> None:
+    """Run (or resume) every method on the same folds and write the table, plot and README block.
+
+    ``train_epochs`` caps a bundle's ``max_epochs`` in the folds (e.g. ``{'promise': 8}``) where the full schedule
+    does not fit the compute budget; the cap is printed in the table's notes.
+    """
     torch.set_num_threads(threads)
-    bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone)
+    bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone, train_epochs=train_epochs)
     print("folds (test videos | validation videos):", [(f["test"], f["val"]) for f in bench.folds])
     rows: list[dict] = []
     runners = {

@@ -21,7 +21,7 @@ import numpy as np
 from monai_sam.data.dicom import check_dicom_series
 from monai_sam.data.errors import DataError
 from monai_sam.data.readers import read_ct_volume
-from monai_sam.data.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct_mask, rtstruct_roi_names
+from monai_sam.data.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct_mask, referenced_series, rtstruct_roi_names
 
 __all__ = ["CtSeries", "scan_tcia", "parse_phase", "convert_4dlung"]
 
@@ -55,15 +55,6 @@ class CtSeries:
         return f"{self.patient}_v{self.visit}_{phase}"
 
 
-def _referenced_series(header) -> set[str]:
-    uids = set()
-    for frame in header.get("ReferencedFrameOfReferenceSequence", []):
-        for study in frame.get("RTReferencedStudySequence", []):
-            for series in study.get("RTReferencedSeriesSequence", []):
-                uids.add(str(series.SeriesInstanceUID))
-    return uids
-
-
 def scan_tcia(root: str | os.PathLike) -> list[CtSeries]:
     """Every CT series under ``root`` (headers only), sorted by patient, visit, phase; RTSTRUCTs attached.
 
@@ -83,7 +74,7 @@ def scan_tcia(root: str | os.PathLike) -> list[CtSeries]:
         except Exception:
             continue
         if str(header.get("SOPClassUID", "")) == RTSTRUCT_SOP_CLASS or header.get("Modality") == "RTSTRUCT":
-            rtstructs.append((path, _referenced_series(header)))
+            rtstructs.append((path, referenced_series(header)))
             continue
         if header.get("Modality") != "CT" or "ImagePositionPatient" not in header:
             continue

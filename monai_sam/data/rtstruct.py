@@ -127,7 +127,8 @@ def _roi_number(header, roi: str, path: Path) -> int:
     return matches[0]
 
 
-def _referenced_series(header) -> set[str]:
+def referenced_series(header) -> set[str]:
+    """The SeriesInstanceUIDs an RTSTRUCT header's contours refer to."""
     uids = set()
     for frame in header.get("ReferencedFrameOfReferenceSequence", []):
         for study in frame.get("RTReferencedStudySequence", []):
@@ -182,7 +183,7 @@ def read_rtstruct_mask(
     number = _roi_number(header, roi, rtstruct_path)
     series = _series_slices(series_folder)
     series_uid = str(series[0].get("SeriesInstanceUID", ""))
-    referenced = _referenced_series(header)
+    referenced = referenced_series(header)
     if referenced and series_uid not in referenced:
         raise DataError(
             f"RTSTRUCT {rtstruct_path} references series {sorted(referenced)}, not the series in {series_folder} "
