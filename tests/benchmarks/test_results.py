@@ -1,0 +1,56 @@
+"""benchmarks.results: fold statistics, the table's notes and the README block (no model is run)."""
+
+import pytest
+
+from benchmarks.results import boxplot, summarise, table, write_readme
+
+
+def _row(method, fold, seed, group, image, dice):
+    return {"method": method, "fold": fold, "seed": seed, "group": group, "id": image, "dice": dice,
+            "iou": dice / 2, "hd95": 10 * (1 - dice)}  # fmt: skip
+
+
+@pytest.fixture
+def rows():
+    return [
+        _row("a", 0, 0, "1", "1", 1.0),
+        _row("a", 0, 0, "1", "2", 0.8),  # fold 0 mean 0.9
+        _row("a", 1, 0, "2", "3", 0.5),  # fold 1 mean 0.5
+        _row("b", 0, 0, "1", "1", 0.2),
+        _row("b", 0, 1, "1", "1", 0.4),
+    ]
+
+
+def test_summary_is_mean_and_std_over_runs_not_images(rows):
+    summary = summarise(rows)
+    assert summary["a"]["runs"] == 2 and summary["a"]["images"] == 3
+    assert summary["a"]["dice"][0] == pytest.approx(0.7)  # (0.9 + 0.5) / 2, not the image mean 0.767
+    assert summary["a"]["dice"][1] == pytest.approx(0.2)
+    assert summary["a"]["per_video_dice"] == {"1": pytest.approx(0.9), "2": pytest.approx(0.5)}
+    assert summary["b"]["runs"] == 2 and summary["b"]["dice"][0] == pytest.approx(0.3)  # seeds are runs too
+
+
+def test_table_lists_every_method_and_the_selected_epochs(rows):
+    summary = summarise(rows)
+    extra = {"a": {"parameters": 1234, "seconds": 0.1, "kvasir": 0.5}, "b": {"parameters": 0, "seconds": 0.2,
+                                                                            "kvasir": None}}  # fmt: skip
+    text = table(summary, extra, 1.25, "lite_medsam", {"promise": {"epochs": [3, 7, 5], "max_epochs": 8}})
+    assert "| a | 1,234 | 0.700 ± 0.200 |" in text
+    assert "| b | 0 | 0.300 ± 0.100 |" in text and "| — |" in text
+    assert "encoder 1.25 s" in text
+    assert "[3, 7, 5] of 8 (median 5" in text
+
+
+def test_readme_block_is_replaced_in_place_and_missing_markers_refused(tmp_path, rows):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:begin -->\nold\n<!-- results:end -->\ntail\n")
+    write_readme(readme, "new table")
+    assert readme.read_text() == "# x\n<!-- results:begin -->\nnew table\n<!-- results:end -->\ntail\n"
+    (tmp_path / "bare.md").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no <!-- results:begin -->"):
+        write_readme(tmp_path / "bare.md", "t")
+
+
+def test_boxplot_writes_a_png(tmp_path, rows):
+    path = boxplot(summarise(rows), tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
