@@ -16,8 +16,9 @@ Protocol (what a reviewer should be able to check):
   each video's images count for the fold that holds it;
 - Dice, IoU and HD95 (pixels, original resolution) are means over a fold's test images; the table gives
   mean ± std over folds (× seeds); the box plot shows each method's per-video mean Dice;
-- seconds per image: the bare frozen encoder, measured once, and each method's cached evaluation run
-  (everything but the encoder: embeddings come from the disk cache);
+- seconds per image: the bare frozen encoder, measured once, and each method's cached evaluation of fold 0's
+  test videos (everything but the encoder: embeddings come from the disk cache), timed in one pass after
+  all folds, when nothing else of the benchmark runs;
 - Kvasir-SEG (6 images, another centre): the shipped heads (``bundles/*/models``), fully automatic
   where the method is; no choice was made on it.
 
@@ -80,7 +81,6 @@ class Benchmark:
         self.fold_of = {g: f for f, fold in enumerate(self.folds) for g in fold["test"]}
         self.seeds = seeds
         self.train_epochs = dict(train_epochs or {})
-        self.timings: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _rows(self, metrics_csv: Path, method: str, seed: int = 0, fold: int | None = None) -> list[dict]:
@@ -107,10 +107,6 @@ class Benchmark:
     def _finish(self, folder: Path, method: str, seconds: float, images: int) -> None:
         atomic_write_text(folder / "done.json", json.dumps({"seconds": seconds, "images": images}))
 
-    def _seconds(self, folder: Path, method: str) -> None:
-        done = json.loads((folder / "done.json").read_text())
-        self.timings.setdefault(method, []).append(done["seconds"] / max(done["images"], 1))
-
     def _evaluate(self, folder: Path, method: str, parser, evaluator_id: str, n: int) -> None:
         """Run ``evaluator_id`` of ``parser`` unless ``folder`` is complete; record its seconds per image."""
         if not self._done(folder):
@@ -118,7 +114,6 @@ class Benchmark:
             with Stopwatch() as watch:
                 evaluator.run()
             self._finish(folder, method, watch.seconds, n)
-        self._seconds(folder, method)
 
     # ------------------------------------------------------------------ methods
     def run_frozen(self, box_source: str) -> list[dict]:
@@ -217,6 +212,50 @@ class Benchmark:
         return self._rows(folder / "metrics.csv", "p2sam")
 
     # ------------------------------------------------------------------ figures beside the folds
+    def timing_parser(self, method: str, folder: Path):
+        """The evaluation of ``method`` on fold 0's test videos (its fold-0 head), for the timing pass."""
+        fold = self.folds[0]
+        common = {**self.common, "output_dir": str(folder), "save_masks": False, "save_overlays": False, "hd95": True}
+        trained = {"train_groups": fold["fit"], "val_groups": fold["val"], "test_groups": fold["test"]}
+        if method.startswith("frozen"):
+            box_source = "label" if method == "frozen_gt_box" else "whole"
+            parser = bundle_parser(
+                "imedsam", ["inference.json"], **common, method="frozen_decoder", box_source=box_source
+            )
+            parser["datalist"] = fold["test_items"]
+            return parser, "evaluator"
+        if method == "self_prompt":
+            parser = bundle_parser("self_prompt", ["train.json", "evaluate.json"], **common,
+                                   ckpt_dir=str(self.work / "self_prompt" / "fold0_seed0"))  # fmt: skip
+            parser["validate#datalist"] = fold["test_items"]
+            return parser, "validate#evaluator"
+        if method in ("promise", "promise_single"):
+            parser = bundle_parser("promise", ["train.json", "evaluate.json"], **common, **trained, eval_part="test",
+                                   ckpt_dir=str(self.work / "promise" / "fold0" / "ckpt"),
+                                   refine=int(method == "promise"))  # fmt: skip
+            return parser, "validate#evaluator"
+        if method == "imedsam":
+            parser = bundle_parser("imedsam", ["train.json", "evaluate.json"], **common, **trained,
+                                   ckpt_dir=str(self.work / "imedsam" / "fold0" / "ckpt"))  # fmt: skip
+            return parser, "validate#evaluator"
+        parser = bundle_parser("p2sam", ["inference.json", "evaluate.json"], **common, metrics_name="metrics")
+        parser["datalist"] = [i for i in parser.get_parsed_content("datalist") if str(i["group"]) in fold["test"]]
+        return parser, "evaluator"
+
+    def seconds_per_image(self, method: str) -> float:
+        """Wall seconds per image of ``method``'s cached evaluation on fold 0's test videos, measured in one
+        pass after every fold has run (so no other job of the benchmark shares the CPU); resumable."""
+        folder = self.work / "timing" / method
+        if not self._done(folder):
+            parser, evaluator_id = self.timing_parser(method, folder)
+            run_bundle_initialize(parser)
+            evaluator = parser.get_parsed_content(evaluator_id)
+            with Stopwatch() as watch:
+                evaluator.run()
+            self._finish(folder, method, watch.seconds, len(evaluator.data_loader.dataset))
+        done = json.loads((folder / "done.json").read_text())
+        return done["seconds"] / max(done["images"], 1)
+
     def selected_epochs(self) -> dict[str, dict]:
         """Per trained bundle: the epoch each fold's validation videos chose, and the schedule's length."""
         out = {}
@@ -389,7 +428,7 @@ def main(
     extra = {
         m: {
             "parameters": bench.trainable_parameters(m),
-            "seconds": float(np.mean(bench.timings.get(m, [float("nan")]))),
+            "seconds": bench.seconds_per_image(m),
             "kvasir": bench.kvasir(m, Path(kvasir_dir)),
         }
         for m in summary
