@@ -97,6 +97,9 @@ def server(tmp_path_factory, frames, ct_case):
         server.put_image("chest", image)
         server.put_label("chest", label)
         server.put_image("chest_dicom", converted)
+        totalsegmentator = _totalsegmentator()
+        if totalsegmentator is not None:
+            server.put_image("ts_ct", totalsegmentator)
         server.bundles_before = {b: tree(app / "model" / b) for b in BUNDLE_NAMES}
         yield server
     finally:
@@ -204,6 +207,25 @@ def test_ct_volumes_come_back_on_the_input_grid(server, ct_case):
     mask, affine = server.infer("self_prompt", "chest_dicom")
     assert mask.shape == sitk.GetArrayFromImage(dicom).T.shape
     assert np.allclose(affine, nib.load(str(converted)).affine, atol=1e-3)
+
+
+def _totalsegmentator():
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "ct" / "totalsegmentator_example" / "example_ct_sm.nii.gz"
+    return path if path.is_file() else None
+
+
+def test_a_real_ct_volume_comes_back_on_its_grid(server):
+    import nibabel as nib
+
+    source = _totalsegmentator()
+    if source is None:
+        pytest.skip("../shared/data/ct/totalsegmentator_example is absent")
+    mask, affine = server.infer("self_prompt", "ts_ct")
+    image = nib.load(str(source))
+    assert mask.shape == image.shape and np.allclose(affine, image.affine, atol=1e-4)
+    assert set(np.unique(mask)) <= {0, 1}
 
 
 def test_served_inference_wrote_nothing_into_the_bundles(server):
