@@ -326,6 +326,8 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
                 np.mean([r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r]) for run in runs
             ]
             entry[metric] = (float(np.mean(means)), float(np.std(means)))
+        folds = sorted({r["fold"] for r in mine})
+        entry["fold_dice"] = [float(np.mean([r["dice"] for r in mine if r["fold"] == f])) for f in folds]
         videos = sorted({r["group"] for r in mine}, key=int)
         entry["per_video_dice"] = {v: float(np.mean([r["dice"] for r in mine if r["group"] == v])) for v in videos}
         summary[method] = entry

@@ -26,6 +26,7 @@ def test_summary_is_mean_and_std_over_runs_not_images(rows):
     assert summary["a"]["runs"] == 2 and summary["a"]["images"] == 3
     assert summary["a"]["dice"][0] == pytest.approx(0.7)  # (0.9 + 0.5) / 2, not the image mean 0.767
     assert summary["a"]["dice"][1] == pytest.approx(0.2)
+    assert summary["a"]["fold_dice"] == [pytest.approx(0.9), pytest.approx(0.5)]
     assert summary["a"]["per_video_dice"] == {"1": pytest.approx(0.9), "2": pytest.approx(0.5)}
     assert summary["b"]["runs"] == 2 and summary["b"]["dice"][0] == pytest.approx(0.3)  # seeds are runs too
 
