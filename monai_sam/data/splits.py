@@ -35,15 +35,23 @@ def parse_groups(groups: str | int | Sequence[str | int] | None) -> list[str]:
     return names
 
 
-def select_groups(items: list[dict], groups: str | int | Sequence[str | int] | None, what: str = "data") -> list[dict]:
-    """The items whose ``group`` is one of ``groups`` (see :func:`parse_groups`); ``None``/empty: all items.
+def select_groups(
+    items: list[dict], groups: str | int | Sequence[str | int] | None, what: str = "data", empty: str = "all"
+) -> list[dict]:
+    """The items whose ``group`` is one of ``groups`` (see :func:`parse_groups`).
+
+    ``None``/empty ``groups`` select every item (``empty="all"``, e.g. the training data of a folder without
+    videos) or none (``empty="none"``, e.g. no validation part: training then keeps the last epoch).
 
     Raises:
         DataError: items without groups, or no item in the requested groups (the message lists those present).
     """
+    from monai_sam.utils import check_choice
+
+    check_choice("empty", empty, ("all", "none"))
     wanted = set(parse_groups(groups))
     if not wanted:
-        return list(items)
+        return list(items) if empty == "all" else []
     if any("group" not in item for item in items):
         raise DataError(
             f"selecting groups {sorted(wanted)} of the {what} needs each item's group: add a sequences.csv "

@@ -11,6 +11,7 @@ from ignite.engine import Events
 from PIL import Image
 
 from monai_sam.backbones import build_backbone
+from monai_sam.data import make_datalist
 from monai_sam.engines import load_checkpoint
 from tests.helpers.bundles import bundle_parser
 from tests.imedsam.conftest import AFFINE, SHAPE, volume  # noqa: F401
@@ -111,3 +112,9 @@ def test_ct_label_boxes_skip_empty_slices_and_write_the_input_grid(volume, tmp_p
     mask = np.asarray(written.dataobj) > 0
     assert not mask[..., [0, 1, 5]].any() and mask[..., 2:5].any()
     assert (tmp_path / "out" / "case1_0003_seg.png").is_file()
+
+
+def test_no_validation_groups_means_no_validation_not_every_frame(sample_polyp):
+    parser = bundle_parser("imedsam", "train.json", dataset_dir=sample_polyp, train_groups="1-3", val_groups=[])
+    assert parser.get_parsed_content("validate#datalist") == []
+    assert len(parser.get_parsed_content("train#datalist")) == len(make_datalist(sample_polyp))

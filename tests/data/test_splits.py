@@ -39,6 +39,10 @@ def test_group_names_and_selection(sample_polyp):
     items = make_datalist(sample_polyp)
     assert {i["group"] for i in select_groups(items, "2-3")} == {"2", "3"}
     assert select_groups(items, None) == items
+    assert select_groups(items, [], "validation data", empty="none") == []  # no validation part, not "all"
+    assert len(select_groups(items, "2", empty="none")) == len(select_groups(items, "2"))
+    with pytest.raises(ValueError, match="empty"):
+        select_groups(items, None, empty="some")
     with pytest.raises(DataError, match=r"groups \['9'\].*present groups: \['1', '2', '3'\]"):
         select_groups(items, 9)
     with pytest.raises(DataError, match="sequences.csv"):
