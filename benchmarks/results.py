@@ -321,11 +321,12 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         mine = [r for r in rows if r["method"] == method]
         runs = sorted({(r["fold"], r["seed"]) for r in mine})
         entry: dict = {"images": len({r["id"] for r in mine}), "runs": len(runs)}
-        for metric in ("dice", "iou", "hd95"):
+        for metric in ("dice", "iou", "hd95"):  # HD95 is undefined (NaN) for an empty prediction: left out, counted
             means = [
-                np.mean([r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r]) for run in runs
+                np.nanmean([r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r]) for run in runs
             ]
             entry[metric] = (float(np.mean(means)), float(np.std(means)))
+        entry["hd95_undefined"] = sum(1 for r in mine if not np.isfinite(r.get("hd95", np.nan)))
         folds = sorted({r["fold"] for r in mine})
         entry["fold_dice"] = [float(np.mean([r["dice"] for r in mine if r["fold"] == f])) for f in folds]
         videos = sorted({r["group"] for r in mine}, key=int)
@@ -349,7 +350,13 @@ def table(summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: d
     lines.append(
         f"\nBackbone {backbone} (frozen); encoder {encoder_s:.2f} s per image on this CPU, paid once per image and "
         "cached. Mean ± std over the 5 folds (self-prompting: 5 folds × 3 seeds); each fold's test videos were "
-        "never used to train or select what it reports."
+        "never used to train or select what it reports. HD95 leaves out images whose prediction is empty "
+        "(undefined there; their Dice of 0 counts): "
+        + (
+            ", ".join(f"{LABELS.get(m, m)} {e['hd95_undefined']}" for m, e in summary.items() if e["hd95_undefined"])
+            or "none"
+        )  # fmt: skip
+        + "."
     )
     for bundle, chosen in (epochs or {}).items():
         lines.append(

@@ -18,6 +18,7 @@ def rows():
         _row("a", 1, 0, "2", "3", 0.5),  # fold 1 mean 0.5
         _row("b", 0, 0, "1", "1", 0.2),
         _row("b", 0, 1, "1", "1", 0.4),
+        {**_row("b", 0, 1, "1", "2", 0.0), "hd95": float("nan")},  # empty prediction: HD95 undefined
     ]
 
 
@@ -28,7 +29,8 @@ def test_summary_is_mean_and_std_over_runs_not_images(rows):
     assert summary["a"]["dice"][1] == pytest.approx(0.2)
     assert summary["a"]["fold_dice"] == [pytest.approx(0.9), pytest.approx(0.5)]
     assert summary["a"]["per_video_dice"] == {"1": pytest.approx(0.9), "2": pytest.approx(0.5)}
-    assert summary["b"]["runs"] == 2 and summary["b"]["dice"][0] == pytest.approx(0.3)  # seeds are runs too
+    assert summary["b"]["runs"] == 2 and summary["b"]["dice"][0] == pytest.approx(0.2)  # seeds are runs too
+    assert summary["b"]["hd95_undefined"] == 1 and summary["b"]["hd95"][0] == pytest.approx(7.0)  # (8 + 6) / 2
 
 
 def test_table_lists_every_method_and_the_selected_epochs(rows):
@@ -37,7 +39,7 @@ def test_table_lists_every_method_and_the_selected_epochs(rows):
                                                                             "kvasir": None}}  # fmt: skip
     text = table(summary, extra, 1.25, "lite_medsam", {"promise": {"epochs": [3, 7, 5], "max_epochs": 8}})
     assert "| a | 1,234 | 0.700 ± 0.200 |" in text
-    assert "| b | 0 | 0.300 ± 0.100 |" in text and "| — |" in text
+    assert "| b | 0 | 0.200 ± 0.000 |" in text and "| — |" in text and "b 1." in text
     assert "encoder 1.25 s" in text
     assert "[3, 7, 5] of 8 (median 5" in text
 
