@@ -51,6 +51,15 @@ LABELS = {
     "imedsam": "I-MedSAM, ground-truth box",
     "p2sam": "P²SAM one-shot video (reference: 3rd frame)",
 }
+SHORT = {
+    "frozen_gt_box": "frozen decoder\nGT box",
+    "frozen_whole_box": "frozen decoder\nwhole-image box",
+    "self_prompt": "self-prompting\nk = 10",
+    "promise": "ProMISe\nrefinement",
+    "promise_single": "ProMISe\nsingle pass",
+    "imedsam": "I-MedSAM\nGT box",
+    "p2sam": "P²SAM\none-shot video",
+}
 BUNDLE_OF = {"self_prompt": "self_prompt", "promise": "promise", "promise_single": "promise", "imedsam": "imedsam",
              "p2sam": "p2sam", "frozen_gt_box": "imedsam", "frozen_whole_box": "imedsam"}  # fmt: skip
 
@@ -361,7 +370,7 @@ def table(summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: d
     for bundle, chosen in (epochs or {}).items():
         lines.append(
             f"{bundle}: epoch chosen per fold on its validation videos {chosen['epochs']} of {chosen['max_epochs']} "
-            f"(median {int(np.median(chosen['epochs']))}: the shipped head's schedule on all 14 videos)."
+            f"(median {int(np.median(chosen['epochs']))}; the shipped head trains that many epochs on all 14 videos)."
         )
     return "\n".join(lines)
 
@@ -378,9 +387,7 @@ def boxplot(summary: dict, path: Path) -> Path:
     axis.boxplot(data, showmeans=True)
     for i, values in enumerate(data, 1):
         axis.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, s=9, alpha=0.6)
-    axis.set_xticks(range(1, len(methods) + 1), [LABELS.get(m, m).split(",")[0].replace(" (baseline)", "")
-                                                 + ("\n" + LABELS[m].split(",")[1].strip() if "," in LABELS.get(m, "")
-                                                    else "") for m in methods], fontsize=7)  # fmt: skip
+    axis.set_xticks(range(1, len(methods) + 1), [SHORT.get(m, m) for m in methods], fontsize=8)
     axis.set_ylabel("Dice per video (mean over its test frames)")
     axis.set_ylim(0, 1)
     axis.set_title("CVC-ClinicDB, 14 videos, grouped 5-fold CV (LiteMedSAM frozen)", fontsize=9)
