@@ -69,31 +69,25 @@ def check_dicom_series(folder: str | Path, tolerance: float = 0.05) -> int:
     return len(positions)
 
 
-def check_series_depth(folder: str | Path, depth: int) -> None:
-    """A series whose reader returned ``depth`` slices must have that many image files: a slice whose pixel
-    data cannot be decoded (e.g. a truncated file) is otherwise dropped by the reader, and the volume
-    comes back with fewer, wider-spaced slices. Names the files that cannot be decoded."""
+def check_series_depth(folder: str | Path, depth: int, slices: int) -> None:
+    """The reader returned ``depth`` slices of a series whose headers give ``slices`` (from
+    :func:`check_dicom_series`): a slice whose pixel data cannot be decoded (e.g. a truncated file) is
+    otherwise dropped by the reader, and the volume comes back with fewer, wider-spaced slices. On a
+    mismatch, names the files that cannot be decoded (only then are the pixels read a second time)."""
+    if depth == slices:
+        return
     import pydicom
 
     folder = Path(folder)
-    files = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
-            continue
-        if "ImagePositionPatient" in header:
-            files.append(path)
-    if len(files) == depth:
-        return
     broken = []
-    for path in files:
+    names = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    for path in (p for p in names if p.suffix.lower() in DICOM_SUFFIXES and p.name.upper() != "DICOMDIR"):
         try:
             _ = pydicom.dcmread(path).pixel_array  # decoding is the check
         except Exception as error:
             broken.append(f"{path.name} ({type(error).__name__}: {error})")
     raise DataError(
-        f"DICOM series {folder} has {len(files)} slice files but only {depth} could be read"
+        f"DICOM series {folder} has {slices} slice files but only {depth} could be read"
         + (f"; unreadable pixel data in {', '.join(broken[:5])}" if broken else "")
         + ". Replace the damaged files with the originals (a volume without them would have the wrong geometry)."
     )

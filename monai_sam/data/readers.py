@@ -217,8 +217,7 @@ def _read_ct_volume(path: str, state: tuple) -> tuple[np.ndarray, np.ndarray]:
     source = Path(path)
     if not source.exists():
         raise DataError(f"CT volume not found: {source}. Pass a NIfTI file or a DICOM series folder.")
-    if source.is_dir():
-        check_dicom_series(source)
+    slices = check_dicom_series(source) if source.is_dir() else None
     try:
         image = LoadImage(image_only=True, ensure_channel_first=True)(str(source))
     except Exception as error:
@@ -232,8 +231,8 @@ def _read_ct_volume(path: str, state: tuple) -> tuple[np.ndarray, np.ndarray]:
             f"CT volume {source} has shape {shape}; expected one 3D volume. A 4D file (e.g. one frame per "
             "breathing phase) must be split into 3D volumes first, one file per frame."
         )
-    if source.is_dir():
-        check_series_depth(source, image.shape[-1])
+    if slices is not None:
+        check_series_depth(source, image.shape[-1], slices)
     image = Orientation(axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(image)
     volume = image[0].numpy().astype(np.float32)
     if not np.isfinite(volume).all():
