@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from monai_sam.data.errors import DataError
+from monai_sam.data.errors import DataError, data_error_in
 
 __all__ = ["check_override_names", "guard_bundle_run", "known_ids", "report_data_errors_last"]
 
@@ -96,9 +96,7 @@ def report_data_errors_last() -> None:
 
     def hook(kind, error, trace):
         previous(kind, error, trace)
-        cause: BaseException | None = error
-        while cause is not None and not isinstance(cause, DataError):
-            cause = cause.__cause__ or cause.__context__
+        cause = data_error_in(error)
         if cause is not None:
             print(f"\nmonai-sam could not run: {cause}", file=sys.stderr)
 

@@ -13,23 +13,13 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from monai_sam.data.errors import DataError
+from monai_sam.data.errors import data_error_in
 from monai_sam.utils import atomic_write_text, check_choice, write_csv_rows
 
 __all__ = ["ON_ERROR", "ItemScreen"]
 
 ON_ERROR = ("stop", "skip")
 COLUMNS = ("id", "image", "label", "error", "message")
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    """The first :class:`DataError` in the chain (MONAI wraps transform errors in ``RuntimeError``)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, DataError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return error
 
 
 class ItemScreen:
@@ -57,7 +47,7 @@ class ItemScreen:
             try:
                 transform(dict(item))
             except Exception as error:  # any failure of one item; recorded, the run goes on
-                cause = _root_cause(error)
+                cause = data_error_in(error) or error
                 self.skipped.append(
                     {
                         "id": item.get("id", ""),
