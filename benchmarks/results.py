@@ -30,6 +30,7 @@ again once the embedding cache is filled (``monai-sam-cache-embeddings --flips``
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 from pathlib import Path
 
@@ -60,6 +61,7 @@ SHORT = {
     "imedsam": "I-MedSAM\nGT box",
     "p2sam": "P²SAM\none-shot video",
 }
+FULL_RUN = "in the full run"  # when a method's figures were measured, unless re-measured with --update
 BUNDLE_OF = {"self_prompt": "self_prompt", "promise": "promise", "promise_single": "promise", "imedsam": "imedsam",
              "p2sam": "p2sam", "frozen_gt_box": "imedsam", "frozen_whole_box": "imedsam"}  # fmt: skip
 
@@ -139,10 +141,11 @@ class Benchmark:
 
     def run_self_prompt(self) -> list[dict]:
         rows = []
+        spread = bool(bundle_parser("self_prompt", ["train.json"])["spread_shots"])  # the bundle's own draw
         for seed in self.seeds:
             for f, fold in enumerate(self.folds):
                 folder = self.work / "self_prompt" / f"fold{f}_seed{seed}"
-                shots = sample_shots(fold["train_items"], 10, seed)
+                shots = sample_shots(fold["train_items"], 10, seed, spread_over_groups=spread)
                 if not (folder / "model.pt").is_file():
                     # The fit alone (train.json, nothing to validate): evaluate.json's checkpoint loader needs
                     # the model.pt this writes, so the two cannot share one parser.
@@ -344,7 +347,37 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     return summary
 
 
-def table(summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: dict | None = None) -> str:
+def merge_record(record: dict, summary: dict, extra: dict, epochs: dict, measured: dict) -> dict:
+    """``record`` (a previous ``summary.json``) with the re-measured methods' entries replaced.
+
+    A method left out of this run keeps its recorded figures; a re-measured one takes the new ones, except
+    its seconds per image where this run did not time it (``extra[m]["seconds"] is None``): those stay
+    recorded, so one table never mixes two machines' timings for one method. ``measured`` says when each
+    method's accuracy was measured (the table's notes show it where methods differ).
+    """
+    merged = {key: dict(record.get(key, {})) for key in ("summary", "extra", "epochs", "measured")}
+    for method in merged["summary"]:
+        merged["measured"].setdefault(method, FULL_RUN)
+    for method, entry in summary.items():
+        merged["summary"][method] = entry
+        new = dict(extra[method])
+        if new.get("seconds") is None:
+            if method not in merged["extra"]:
+                raise ValueError(f"{method}: not timed in this run and no recorded seconds per image to keep")
+            new["seconds"] = merged["extra"][method]["seconds"]
+        merged["extra"][method] = new
+        merged["measured"][method] = measured[method]
+    merged["epochs"].update(epochs)
+    order = [m for m in record.get("summary", {})] + [m for m in summary if m not in record.get("summary", {})]
+    merged["summary"] = {m: merged["summary"][m] for m in order}
+    merged["encoder_s"] = record.get("encoder_s")
+    return merged
+
+
+def table(
+    summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: dict | None = None,
+    measured: dict | None = None,
+) -> str:  # fmt: skip
     head = ("| method | trainable parameters | Dice | IoU | HD95 (px) | s/image without the encoder | "
             "Kvasir-SEG Dice (shipped head) |\n|---|---|---|---|---|---|---|")  # fmt: skip
     lines = [head]
@@ -367,6 +400,12 @@ def table(summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: d
         )  # fmt: skip
         + "."
     )
+    later = {m: when for m, when in (measured or {}).items() if m in summary and when != FULL_RUN}
+    if later:
+        lines.append(
+            "Re-measured after the full run (`--update`: same folds, data and backbone; seconds per image from the "
+            "full run's timing pass): " + "; ".join(f"{LABELS.get(m, m)} {when}" for m, when in later.items()) + "."
+        )  # fmt: skip
     for bundle, chosen in (epochs or {}).items():
         lines.append(
             f"{bundle}: epoch chosen per fold on its validation videos {chosen['epochs']} of {chosen['max_epochs']} "
@@ -418,12 +457,22 @@ def main(
     readme: str | None = None,
     threads: int = 2,
     train_epochs: dict[str, int] | None = None,
+    update: bool = False,
 ) -> None:
     """Run (or resume) every method on the same folds and write the table, plot and README block.
 
     ``train_epochs`` caps a bundle's ``max_epochs`` in the folds (e.g. ``{'promise': 8}``) where the full schedule
     does not fit the compute budget; the cap is printed in the table's notes.
+
+    ``update``: re-measure only ``methods`` (e.g. ``--methods self_prompt --update`` after a change to that
+    bundle) and keep every other method's figures from ``<figures_dir>/summary.json``; the re-measured methods'
+    seconds per image and the encoder's are kept from the record too (no timing pass: the other methods' fold-0
+    heads it compares against may be gone, and a different machine's timings must not share one column).
     """
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)  # `--methods self_prompt` is one name
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     torch.set_num_threads(threads)
     bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone, train_epochs=train_epochs)
     print("folds (test videos | validation videos):", [(f["test"], f["val"]) for f in bench.folds])
@@ -444,18 +493,27 @@ def main(
     extra = {
         m: {
             "parameters": bench.trainable_parameters(m),
-            "seconds": bench.seconds_per_image(m),
+            "seconds": None if update else bench.seconds_per_image(m),
             "kvasir": bench.kvasir(m, Path(kvasir_dir)),
         }
         for m in summary
     }
-    encoder_s = bench.encoder_seconds()
-    epochs = bench.selected_epochs()
-    text = table(summary, extra, encoder_s, backbone, epochs)
     figures = Path(figures_dir)
+    when = f"on {datetime.date.today().isoformat()}" if update else FULL_RUN
+    record = {"summary": summary, "extra": extra, "epochs": bench.selected_epochs(), "measured": {}}
+    if update:
+        if not (figures / "summary.json").is_file():
+            raise FileNotFoundError(f"--update keeps the other methods' figures from {figures / 'summary.json'}, "
+                                    "which does not exist: run the whole benchmark once without --update")  # fmt: skip
+        previous = json.loads((figures / "summary.json").read_text())
+        record = merge_record(previous, summary, extra, record["epochs"], dict.fromkeys(summary, when))
+    else:
+        record["encoder_s"] = bench.encoder_seconds()
+        record["measured"] = dict.fromkeys(summary, when)
+    summary, extra = record["summary"], record["extra"]
+    text = table(summary, extra, record["encoder_s"], backbone, record["epochs"], record["measured"])
     picture = boxplot(summary, figures / "per_video_dice.png")
     atomic_write_text(figures / "table.md", text + "\n")
-    record = {"summary": summary, "extra": extra, "encoder_s": encoder_s, "epochs": epochs}
     atomic_write_text(figures / "summary.json", json.dumps(record, indent=1))
     print(text)
     if readme:

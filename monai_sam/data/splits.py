@@ -132,10 +132,30 @@ def grouped_folds(items: list[dict], n_folds: int = 5, seed: int = 0) -> list[tu
     ]
 
 
-def sample_shots(items: list[dict], num_shots: int, seed: int = 0, require_labels: bool = True) -> list[dict]:
-    """Draw ``num_shots`` labelled items with a fixed seed (same seed -> same images)."""
+def sample_shots(
+    items: list[dict], num_shots: int, seed: int = 0, require_labels: bool = True, spread_over_groups: bool = False
+) -> list[dict]:
+    """Draw ``num_shots`` labelled items with a fixed seed (same seed -> same images).
+
+    ``spread_over_groups``: draw round-robin over the items' groups (video sequences, patients) taken in a
+    seeded order, one random item of each group per round, so ``k`` shots come from ``min(k, groups)``
+    different groups instead of clustering in a few; items without a group count as a group each.
+    """
     pool = [item for item in items if item.get("label") is not None] if require_labels else list(items)
     if num_shots > len(pool):
         raise ValueError(f"num_shots={num_shots} but only {len(pool)} labelled images are available.")
-    chosen = np.random.default_rng(seed).choice(len(pool), size=num_shots, replace=False)
-    return [pool[i] for i in sorted(chosen.tolist())]
+    rng = np.random.default_rng(seed)
+    if not spread_over_groups:
+        chosen = rng.choice(len(pool), size=num_shots, replace=False).tolist()
+        return [pool[i] for i in sorted(chosen)]
+    members: dict[str, list[int]] = {}
+    for i, item in enumerate(pool):
+        members.setdefault(str(item.get("group", f"item {i}")), []).append(i)
+    queues = [rng.permutation(members[name]).tolist() for name in sorted(members)]
+    order = rng.permutation(len(queues)).tolist()
+    chosen: list[int] = []
+    while len(chosen) < num_shots:
+        for g in order:
+            if queues[g] and len(chosen) < num_shots:
+                chosen.append(queues[g].pop())
+    return [pool[i] for i in sorted(chosen)]

@@ -61,6 +61,7 @@ def cross_validate(
     folds = grouped_folds(items, n_folds=n_folds, seed=fold_seed)
     base = _parser(bundle_root, {**overrides, "output_dir": str(output_dir)})
     network = base.get_parsed_content("network")
+    spread = bool(base["spread_shots"])
     preprocessing = base.get_parsed_content("validate#preprocessing")
     prompt_list = [network.prompt] if prompts is None else ([prompts] if isinstance(prompts, str) else list(prompts))
     loaded = CacheDataset(items, preprocessing, progress=False, num_workers=0)
@@ -69,7 +70,7 @@ def cross_validate(
     for k in shots_list:
         for seed in seed_list:
             for fold, (train_idx, test_idx) in enumerate(folds):
-                shots = sample_shots([items[i] for i in train_idx], k, seed)
+                shots = sample_shots([items[i] for i in train_idx], k, seed, spread_over_groups=spread)
                 parser = _parser(
                     bundle_root,
                     {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.results import boxplot, summarise, table, write_readme
+from benchmarks.results import boxplot, merge_record, summarise, table, write_readme
 
 
 def _row(method, fold, seed, group, image, dice):
@@ -57,3 +57,24 @@ def test_readme_block_is_replaced_in_place_and_missing_markers_refused(tmp_path,
 def test_boxplot_writes_a_png(tmp_path, rows):
     path = boxplot(summarise(rows), tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_update_replaces_only_the_remeasured_method_and_keeps_recorded_timings(rows):
+    first = summarise(rows)
+    record = {"summary": first, "encoder_s": 1.25, "epochs": {"promise": {"epochs": [3], "max_epochs": 8}},
+              "extra": {"a": {"parameters": 5, "seconds": 0.1, "kvasir": 0.5},
+                        "b": {"parameters": 0, "seconds": 0.2, "kvasir": None}}}  # fmt: skip
+    again = summarise([{**r, "dice": 0.3} for r in rows if r["method"] == "b"])
+    merged = merge_record(record, again, {"b": {"parameters": 0, "seconds": None, "kvasir": 0.4}}, {},
+                          {"b": "on 2026-12-03"})  # fmt: skip
+    assert list(merged["summary"]) == ["a", "b"]  # the table's order is kept
+    assert merged["summary"]["a"] == first["a"] and merged["summary"]["b"]["dice"][0] == pytest.approx(0.3)
+    assert merged["extra"]["b"] == {"parameters": 0, "seconds": 0.2, "kvasir": 0.4}  # recorded timing kept
+    assert merged["encoder_s"] == 1.25 and merged["epochs"] == record["epochs"]
+    assert merged["measured"] == {"a": "in the full run", "b": "on 2026-12-03"}
+    text = table(merged["summary"], merged["extra"], 1.25, "lite_medsam", measured=merged["measured"])
+    assert text.endswith("timing pass): b on 2026-12-03.")
+    assert "Re-measured" not in table(first, record["extra"], 1.25, "lite_medsam")
+    with pytest.raises(ValueError, match="c: not timed"):
+        merge_record(record, {"c": again["b"]}, {"c": {"parameters": 0, "seconds": None, "kvasir": None}}, {},
+                     {"c": "now"})  # fmt: skip

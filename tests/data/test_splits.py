@@ -33,6 +33,22 @@ def test_shots_are_seeded(sample_polyp):
         sample_shots(items, 13)
 
 
+def test_shots_spread_over_groups(sample_polyp):
+    items = make_datalist(sample_polyp)  # 12 frames in 3 video sequences, 4 each
+    for seed in range(5):
+        spread = sample_shots(items, 3, seed=seed, spread_over_groups=True)
+        assert sorted(i["group"] for i in spread) == ["1", "2", "3"]  # one per video, never two of one
+        six = sample_shots(items, 6, seed=seed, spread_over_groups=True)
+        assert sorted(i["group"] for i in six) == ["1", "1", "2", "2", "3", "3"]
+        assert len({i["id"] for i in six}) == 6
+    assert sample_shots(items, 3, 1, spread_over_groups=True) == sample_shots(items, 3, 1, spread_over_groups=True)
+    draws = {tuple(i["id"] for i in sample_shots(items, 3, s, spread_over_groups=True)) for s in range(8)}
+    assert len(draws) > 1  # the seed still chooses which frame of each video
+    assert len(sample_shots(items, 12, 0, spread_over_groups=True)) == 12
+    ungrouped = [{k: v for k, v in i.items() if k != "group"} for i in items]
+    assert len({i["id"] for i in sample_shots(ungrouped, 5, 0, spread_over_groups=True)}) == 5
+
+
 def test_group_names_and_selection(sample_polyp):
     assert parse_groups("1-3,7") == ["1", "2", "3", "7"] and parse_groups([11, 12]) == ["11", "12"]
     assert parse_groups(5) == ["5"] and parse_groups(None) == [] and parse_groups("P-1") == ["P-1"]
