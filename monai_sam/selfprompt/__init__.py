@@ -3,6 +3,7 @@
 from monai_sam.selfprompt.cross_validation import cross_validate
 from monai_sam.selfprompt.fit import (
     PixelClassifierFitter,
+    choose_c,
     embedding_grid_labels,
     fit_pixel_classifier,
     solve_pixel_classifier,
@@ -13,6 +14,7 @@ __all__ = [
     "FEATURES",
     "PROMPTS",
     "PixelClassifierFitter",
+    "choose_c",
     "SelfPromptNet",
     "cross_validate",
     "embedding_grid_labels",

@@ -11,6 +11,7 @@ trainer stops after the first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +27,13 @@ from monai_sam.engines.batches import prepare_image_batch
 from monai_sam.networks import letterboxes_of
 from monai_sam.selfprompt.network import SelfPromptNet
 
-__all__ = ["PixelClassifierFitter", "embedding_grid_labels", "fit_pixel_classifier", "solve_pixel_classifier"]
+__all__ = [
+    "PixelClassifierFitter",
+    "choose_c",
+    "embedding_grid_labels",
+    "fit_pixel_classifier",
+    "solve_pixel_classifier",
+]
 
 logger = logging.getLogger("monai_sam")
 
@@ -100,6 +107,47 @@ def solve_pixel_classifier(
     }
 
 
+def choose_c(
+    samples: list[tuple[np.ndarray, np.ndarray]], groups: list[str], candidates: Sequence[float]
+) -> tuple[float, dict[float, float]]:
+    """Pick the regularisation ``c`` from the support images alone: leave one group out.
+
+    ``samples``: per support image, pixels ``(N_i, F)`` and 0/1 targets ``(N_i,)``; ``groups``: each image's
+    video or patient (an image its own group where there are fewer than 3). For each candidate, a fit on
+    the other groups' pixels predicts the held-out group's; the score is the Dice of that coarse mask on the
+    embedding grid, averaged over held-out groups with foreground. Returns the best ``c`` (a tie goes to the
+    candidate nearest 1 on a log scale, scikit-learn's default; so does a single support image, which leaves
+    nothing to hold out) and every candidate's score.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    nearest_default = min(candidates, key=lambda c: abs(np.log10(c)))
+    if len(samples) < 2:  # one support image: nothing to hold out
+        logger.warning("one support image: c cannot be chosen on held-out shots; using %s", nearest_default)
+        return float(nearest_default), {float(c): float("nan") for c in candidates}
+    if len(set(groups)) < 3:
+        groups = [str(i) for i in range(len(samples))]
+    names = sorted(set(groups))
+    scores: dict[float, float] = {}
+    for c in candidates:
+        dices = []
+        for held in names:
+            train = [s for s, g in zip(samples, groups, strict=True) if g != held]
+            test = [s for s, g in zip(samples, groups, strict=True) if g == held]
+            x, y = np.concatenate([s[0] for s in train]), np.concatenate([s[1] for s in train]).astype(np.int64)
+            target = np.concatenate([s[1] for s in test]).astype(bool)
+            if not target.any() or y.all() or not y.any():
+                continue  # nothing to find in the held-out group, or a one-class fit
+            model = LogisticRegression(C=float(c), max_iter=2000).fit(x.astype(np.float64), y)
+            predicted = model.decision_function(np.concatenate([s[0] for s in test]).astype(np.float64)) > 0
+            dices.append(2 * (predicted & target).sum() / (predicted.sum() + target.sum()))
+        scores[float(c)] = float(np.mean(dices)) if dices else float("nan")
+    if all(np.isnan(v) for v in scores.values()):
+        raise DataError("cannot choose c: no held-out support image has foreground; give a single c")
+    best = max(scores, key=lambda c: (np.nan_to_num(scores[c], nan=-1.0), -abs(np.log10(c))))
+    return best, scores
+
+
 def fit_pixel_classifier(
     network: SelfPromptNet, data: TorchDataset, c: float = 1.0, class_weight: str | None = None
 ) -> dict[str, float]:
@@ -126,7 +174,9 @@ class PixelClassifierFitter(Trainer):
         max_epochs: ignored beyond 1 (the closed-form fit is done after one epoch; MONAI Label asks for more).
         train_data_loader: labelled items (``image`` preprocessed, ``label`` at the original size).
         network: the :class:`SelfPromptNet` whose classifier is fitted.
-        c / class_weight: scikit-learn's ``LogisticRegression`` options.
+        c: scikit-learn's ``LogisticRegression`` inverse regularisation strength, or several candidates, of
+            which :func:`choose_c` picks one on the support images alone (leave one video out).
+        class_weight: scikit-learn's ``LogisticRegression`` option.
         prepare_batch: MONAI's batch preparation (image, label).
         train_handlers: Ignite handlers (validation, checkpoints, stats), attached after the fit, so at
             ``EPOCH_COMPLETED`` they see the fitted classifier.
@@ -141,7 +191,7 @@ class PixelClassifierFitter(Trainer):
         max_epochs: int,
         train_data_loader,
         network: SelfPromptNet,
-        c: float = 1.0,
+        c: float | Sequence[float] = 1.0,
         class_weight: str | None = None,
         prepare_batch=prepare_image_batch,
         train_handlers=None,
@@ -159,6 +209,7 @@ class PixelClassifierFitter(Trainer):
         self.c = c
         self.class_weight = class_weight
         self.samples: list[tuple[np.ndarray, np.ndarray]] = []
+        self.groups: list[str] = []
         self.add_event_handler(Events.EPOCH_STARTED, self._reset)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._fit)
         if train_handlers:
@@ -166,7 +217,7 @@ class PixelClassifierFitter(Trainer):
                 handler.attach(self)
 
     def _reset(self, engine: Engine) -> None:
-        self.samples = []
+        self.samples, self.groups = [], []
 
     def _iteration(self, engine: Engine, batchdata: dict) -> dict:
         images, labels = self.prepare_batch(batchdata, self.state.device, self.non_blocking)
@@ -174,12 +225,19 @@ class PixelClassifierFitter(Trainer):
             source = images.meta["filename_or_obj"]
             raise ValueError(f"training image {source} has no mask; every support image needs one")
         self.samples.append(pixel_samples(self.network, images, labels))
+        group = batchdata.get("group")
+        self.groups.append(str(group[0]) if group is not None and len(images) == 1 else f"batch {len(self.groups)}")
         return {"image": images, "label": labels, "loss": torch.zeros(())}
 
     def _fit(self, engine: Engine) -> None:
         x = np.concatenate([s[0] for s in self.samples])
         y = np.concatenate([s[1] for s in self.samples])
-        summary = solve_pixel_classifier(self.network, x, y, self.c, self.class_weight)
+        c = self.c
+        if not isinstance(c, (int, float)):
+            c, scores = choose_c(self.samples, self.groups, c)
+            logger.info("c chosen on the support images (leave one video out, coarse Dice): %s -> %s", scores, c)
+        summary = solve_pixel_classifier(self.network, x, y, float(c), self.class_weight)
+        summary["c"] = float(c)
         engine.state.metrics.update(summary)
         logger.info("fitted the pixel classifier on %d pixels: %s", len(y), summary)
         if engine.state.max_epochs > engine.state.epoch:

@@ -10,7 +10,7 @@ from monai.data import DataLoader, Dataset
 from monai_sam.data import load_and_preprocess, make_datalist
 from monai_sam.engines import FrozenBackboneCheck
 from monai_sam.selfprompt import PixelClassifierFitter, SelfPromptNet, embedding_grid_labels, fit_pixel_classifier
-from monai_sam.selfprompt.fit import solve_pixel_classifier
+from monai_sam.selfprompt.fit import choose_c, solve_pixel_classifier
 
 
 def test_fit_changes_only_the_classifier(tiny_backbone, sample_polyp):
@@ -54,3 +54,42 @@ def test_the_fitter_is_a_one_epoch_trainer_that_fits_at_the_end(tiny_backbone, s
     direct = SelfPromptNet(tiny_backbone)
     fit_pixel_classifier(direct, Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(tiny_backbone)))
     assert torch.allclose(direct.classifier.weight, network.classifier.weight)  # the same fit, batched or not
+
+
+def _pixels(rng, n=400, shift=0.0):
+    """One support image's pixels: feature 0 carries the label, 7 features of noise."""
+    y = rng.random(n) < 0.2
+    x = rng.normal(size=(n, 8))
+    x[:, 0] += np.where(y, 3.0, -3.0) + shift
+    return x, y.astype(np.int64)
+
+
+def test_c_is_chosen_on_held_out_support_videos():
+    rng = np.random.default_rng(0)
+    samples = [_pixels(rng) for _ in range(6)]
+    groups = ["1", "1", "2", "2", "3", "3"]
+    best, scores = choose_c(samples, groups, [1e-7, 1.0])
+    assert set(scores) == {1e-7, 1.0}
+    assert scores[1.0] > 0.9 and scores[1e-7] < scores[1.0]  # crushed weights cannot find the label
+    assert best == 1.0
+    best, scores = choose_c(samples, groups, [100.0, 1.0, 0.01])  # all separate it: the tie goes nearest 1
+    assert best == 1.0 and min(scores.values()) > 0.9
+    _, two_groups = choose_c(samples[:4], ["1", "1", "2", "2"], [1.0])  # < 3 videos: leave one image out
+    assert two_groups[1.0] > 0.9
+    assert choose_c(samples[:1], ["1"], [0.01, 0.5, 10.0])[0] == 0.5  # one shot: nothing to hold out
+    empty = [(x, np.zeros_like(y)) for x, y in samples]
+    with pytest.raises(ValueError, match="cannot choose c"):
+        choose_c(empty, groups, [1.0, 0.1])
+
+
+def test_the_fitter_chooses_c_from_candidates_and_reports_it(tiny_backbone, sample_polyp):
+    network = SelfPromptNet(tiny_backbone)
+    loader = DataLoader(Dataset(make_datalist(sample_polyp), load_and_preprocess(tiny_backbone)), batch_size=1)
+    fitter = PixelClassifierFitter("cpu", max_epochs=1, train_data_loader=loader, network=network, c=[1.0, 0.1])
+    fitter.run()
+    assert fitter.groups == [str(item["group"]) for item in make_datalist(sample_polyp)]  # videos, not images
+    assert fitter.state.metrics["c"] in (1.0, 0.1)
+    chosen = SelfPromptNet(tiny_backbone)
+    fit_pixel_classifier(chosen, Dataset(make_datalist(sample_polyp), load_and_preprocess(tiny_backbone)),
+                         c=fitter.state.metrics["c"])  # fmt: skip
+    assert torch.allclose(chosen.classifier.weight, network.classifier.weight)  # refitted on all with that c
