@@ -127,16 +127,52 @@ class Benchmark:
             self._finish(folder, method, watch.seconds, n)
 
     # ------------------------------------------------------------------ methods
+    def evaluation(self, method: str, out: Path, fold: int | None = None, seed: int = 0):
+        """``(parser, evaluator id)`` scoring ``method`` into ``out`` through its bundle's own configs.
+
+        ``fold``: that fold's test videos, with the head trained (or the shots fitted, draw ``seed``) on its
+        other videos; ``None``: every image, for the methods that need no training (baselines, P²SAM).
+        """
+        common = {**self.common, "output_dir": str(out), "save_masks": False, "save_overlays": False, "hd95": True}
+        if method.startswith("frozen"):
+            box_source = "label" if method == "frozen_gt_box" else "whole"
+            parser = bundle_parser("imedsam", ["inference.json"], **common, method="frozen_decoder",
+                                   box_source=box_source)  # fmt: skip
+            if fold is not None:
+                parser["datalist"] = self.folds[fold]["test_items"]
+            return parser, "evaluator"
+        if method == "p2sam":
+            parser = bundle_parser("p2sam", ["inference.json", "evaluate.json"], **common, metrics_name="metrics")
+            if fold is not None:
+                test = self.folds[fold]["test"]
+                parser["datalist"] = [i for i in parser.get_parsed_content("datalist") if str(i["group"]) in test]
+            return parser, "evaluator"
+        if fold is None:
+            raise ValueError(f"{method} is scored per fold: give the fold whose head to use")
+        part = self.folds[fold]
+        trained = {"train_groups": part["fit"], "val_groups": part["val"], "test_groups": part["test"]}
+        if method == "self_prompt":
+            parser = bundle_parser("self_prompt", ["train.json", "evaluate.json"], **common, seed=seed,
+                                   ckpt_dir=str(self.work / "self_prompt" / f"fold{fold}_seed{seed}"))  # fmt: skip
+            parser["validate#datalist"] = part["test_items"]
+        elif method in ("promise", "promise_single"):
+            parser = bundle_parser("promise", ["train.json", "evaluate.json"], **common, **trained, eval_part="test",
+                                   ckpt_dir=str(self.work / "promise" / f"fold{fold}" / "ckpt"),
+                                   refine=int(method == "promise"))  # fmt: skip
+        elif method == "imedsam":
+            parser = bundle_parser("imedsam", ["train.json", "evaluate.json"], **common, **trained,
+                                   ckpt_dir=str(self.work / "imedsam" / f"fold{fold}" / "ckpt"))  # fmt: skip
+        else:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(LABELS)}")
+        return parser, "validate#evaluator"
+
     def run_frozen(self, box_source: str) -> list[dict]:
         method = "frozen_gt_box" if box_source == "label" else "frozen_whole_box"
         folder = self.work / method
-        parser = bundle_parser(
-            "imedsam", ["inference.json"], **self.common, output_dir=str(folder), method="frozen_decoder",
-            box_source=box_source, save_masks=False, save_overlays=False, hd95=True,
-        )  # fmt: skip
+        parser, evaluator_id = self.evaluation(method, folder)
         if not self._done(folder):
             run_bundle_initialize(parser)
-        self._evaluate(folder, method, parser, "evaluator", len(self.items))
+        self._evaluate(folder, method, parser, evaluator_id, len(self.items))
         return self._rows(folder / "metrics.csv", method)
 
     def run_self_prompt(self) -> list[dict]:
@@ -157,12 +193,8 @@ class Benchmark:
                     fit["validate#datalist"] = []
                     fit.get_parsed_content("initialize")
                     fit.get_parsed_content("train#trainer").run()
-                parser = bundle_parser(
-                    "self_prompt", ["train.json", "evaluate.json"], **self.common, output_dir=str(folder),
-                    ckpt_dir=str(folder), seed=seed, hd95=True, save_masks=False, save_overlays=False,
-                )  # fmt: skip
-                parser["validate#datalist"] = fold["test_items"]
-                self._evaluate(folder, "self_prompt", parser, "validate#evaluator", len(fold["test_items"]))
+                parser, evaluator_id = self.evaluation("self_prompt", folder, f, seed)
+                self._evaluate(folder, "self_prompt", parser, evaluator_id, len(fold["test_items"]))
                 rows += self._rows(folder / "metrics.csv", "self_prompt", seed, f)
         return rows
 
@@ -188,12 +220,8 @@ class Benchmark:
             self._train("promise", folder, fold, test_groups=fold["test"])
             for refine, method in ((1, "promise"), (0, "promise_single")):
                 out = folder / f"test_refine{refine}"
-                parser = bundle_parser(
-                    "promise", ["train.json", "evaluate.json"], **self.common, ckpt_dir=str(folder / "ckpt"),
-                    output_dir=str(out), train_groups=fold["fit"], val_groups=fold["val"], test_groups=fold["test"],
-                    eval_part="test", refine=refine, save_masks=False, save_overlays=False, hd95=True,
-                )  # fmt: skip
-                self._evaluate(out, method, parser, "validate#evaluator", len(fold["test_items"]))
+                parser, evaluator_id = self.evaluation(method, out, f)
+                self._evaluate(out, method, parser, evaluator_id, len(fold["test_items"]))
                 rows += self._rows(out / "metrics.csv", method, 0, f)
         return rows
 
@@ -203,63 +231,26 @@ class Benchmark:
             folder = self.work / "imedsam" / f"fold{f}"
             self._train("imedsam", folder, fold)
             out = folder / "test"
-            parser = bundle_parser(
-                "imedsam", ["train.json", "evaluate.json"], **self.common, ckpt_dir=str(folder / "ckpt"),
-                output_dir=str(out), train_groups=fold["fit"], val_groups=fold["val"], test_groups=fold["test"],
-                save_masks=False, save_overlays=False, hd95=True,
-            )  # fmt: skip
-            self._evaluate(out, "imedsam", parser, "validate#evaluator", len(fold["test_items"]))
+            parser, evaluator_id = self.evaluation("imedsam", out, f)
+            self._evaluate(out, "imedsam", parser, evaluator_id, len(fold["test_items"]))
             rows += self._rows(out / "metrics.csv", "imedsam", 0, f)
         return rows
 
     def run_p2sam(self) -> list[dict]:
         folder = self.work / "p2sam"
-        parser = bundle_parser(
-            "p2sam", ["inference.json", "evaluate.json"], **self.common, output_dir=str(folder),
-            metrics_name="metrics", save_overlays=False, hd95=True,
-        )  # fmt: skip
+        parser, evaluator_id = self.evaluation("p2sam", folder)
         if not self._done(folder):
             run_bundle_initialize(parser)
-        self._evaluate(folder, "p2sam", parser, "evaluator", len(parser.get_parsed_content("datalist")))
+        self._evaluate(folder, "p2sam", parser, evaluator_id, len(parser.get_parsed_content("datalist")))
         return self._rows(folder / "metrics.csv", "p2sam")
 
     # ------------------------------------------------------------------ figures beside the folds
-    def timing_parser(self, method: str, folder: Path):
-        """The evaluation of ``method`` on fold 0's test videos (its fold-0 head), for the timing pass."""
-        fold = self.folds[0]
-        common = {**self.common, "output_dir": str(folder), "save_masks": False, "save_overlays": False, "hd95": True}
-        trained = {"train_groups": fold["fit"], "val_groups": fold["val"], "test_groups": fold["test"]}
-        if method.startswith("frozen"):
-            box_source = "label" if method == "frozen_gt_box" else "whole"
-            parser = bundle_parser(
-                "imedsam", ["inference.json"], **common, method="frozen_decoder", box_source=box_source
-            )
-            parser["datalist"] = fold["test_items"]
-            return parser, "evaluator"
-        if method == "self_prompt":
-            parser = bundle_parser("self_prompt", ["train.json", "evaluate.json"], **common,
-                                   ckpt_dir=str(self.work / "self_prompt" / "fold0_seed0"))  # fmt: skip
-            parser["validate#datalist"] = fold["test_items"]
-            return parser, "validate#evaluator"
-        if method in ("promise", "promise_single"):
-            parser = bundle_parser("promise", ["train.json", "evaluate.json"], **common, **trained, eval_part="test",
-                                   ckpt_dir=str(self.work / "promise" / "fold0" / "ckpt"),
-                                   refine=int(method == "promise"))  # fmt: skip
-            return parser, "validate#evaluator"
-        if method == "imedsam":
-            parser = bundle_parser("imedsam", ["train.json", "evaluate.json"], **common, **trained,
-                                   ckpt_dir=str(self.work / "imedsam" / "fold0" / "ckpt"))  # fmt: skip
-            return parser, "validate#evaluator"
-        parser = bundle_parser("p2sam", ["inference.json", "evaluate.json"], **common, metrics_name="metrics")
-        parser["datalist"] = [i for i in parser.get_parsed_content("datalist") if str(i["group"]) in fold["test"]]
-        return parser, "evaluator"
-
     def seconds_per_image(self, method: str) -> float:
         """Wall seconds per image of ``method``'s cached evaluation on fold 0's test videos, measured in one
         pass after every fold has run (so no other job of the benchmark shares the CPU); resumable."""
         folder = self.work / "timing" / method
         if not self._done(folder):
-            parser, evaluator_id = self.timing_parser(method, folder)
+            parser, evaluator_id = self.evaluation(method, folder, fold=0)  # fold 0's test videos and head
             run_bundle_initialize(parser)
             evaluator = parser.get_parsed_content(evaluator_id)
             with Stopwatch() as watch:
