@@ -108,16 +108,17 @@ def solve_pixel_classifier(
 
 
 def choose_c(
-    samples: list[tuple[np.ndarray, np.ndarray]], groups: list[str], candidates: Sequence[float]
+    samples: list[tuple[np.ndarray, np.ndarray]], groups: list[str], candidates: Sequence[float], max_folds: int = 10
 ) -> tuple[float, dict[float, float]]:
     """Pick the regularisation ``c`` from the support images alone: leave one group out.
 
     ``samples``: per support image, pixels ``(N_i, F)`` and 0/1 targets ``(N_i,)``; ``groups``: each image's
     video or patient (an image its own group where there are fewer than 3). For each candidate, a fit on
     the other groups' pixels predicts the held-out group's; the score is the Dice of that coarse mask on the
-    embedding grid, averaged over held-out groups with foreground. Returns the best ``c`` (a tie goes to the
-    candidate nearest 1 on a log scale, scikit-learn's default; so does a single support image, which leaves
-    nothing to hold out) and every candidate's score.
+    embedding grid, averaged over held-out groups with foreground. More than ``max_folds`` groups (a large
+    MONAI Label datastore) are dealt into ``max_folds`` folds, so the cost stays ``max_folds`` fits per
+    candidate. Returns the best ``c`` (a tie goes to the candidate nearest 1 on a log scale, scikit-learn's
+    default; so does a single support image, which leaves nothing to hold out) and every candidate's score.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -127,17 +128,18 @@ def choose_c(
         return float(nearest_default), {float(c): float("nan") for c in candidates}
     if len(set(groups)) < 3:
         groups = [str(i) for i in range(len(samples))]
-    names = sorted(set(groups))
+    fold_of = {name: i % max_folds for i, name in enumerate(sorted(set(groups)))}
+    folds = [fold_of[g] for g in groups]
     scores: dict[float, float] = {}
     for c in candidates:
         dices = []
-        for held in names:
-            train = [s for s, g in zip(samples, groups, strict=True) if g != held]
-            test = [s for s, g in zip(samples, groups, strict=True) if g == held]
+        for held in sorted(set(folds)):
+            train = [s for s, f in zip(samples, folds, strict=True) if f != held]
+            test = [s for s, f in zip(samples, folds, strict=True) if f == held]
             x, y = np.concatenate([s[0] for s in train]), np.concatenate([s[1] for s in train]).astype(np.int64)
             target = np.concatenate([s[1] for s in test]).astype(bool)
             if not target.any() or y.all() or not y.any():
-                continue  # nothing to find in the held-out group, or a one-class fit
+                continue  # nothing to find in the held-out fold, or a one-class fit
             model = LogisticRegression(C=float(c), max_iter=2000).fit(x.astype(np.float64), y)
             predicted = model.decision_function(np.concatenate([s[0] for s in test]).astype(np.float64)) > 0
             dices.append(2 * (predicted & target).sum() / (predicted.sum() + target.sum()))

@@ -82,6 +82,24 @@ def test_c_is_chosen_on_held_out_support_videos():
         choose_c(empty, groups, [1.0, 0.1])
 
 
+def test_c_choice_on_a_large_datastore_costs_max_folds_fits_per_candidate(monkeypatch):
+    import sklearn.linear_model
+
+    fits = []
+
+    class CountingFits(sklearn.linear_model.LogisticRegression):
+        def fit(self, x, y):
+            fits.append(len(y))
+            return super().fit(x, y)
+
+    monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", CountingFits)
+    rng = np.random.default_rng(1)
+    many = [_pixels(rng, n=60) for _ in range(25)]  # 25 labelled images, each its own group
+    _, scores = choose_c(many, [str(i) for i in range(25)], [1.0, 0.1], max_folds=5)
+    assert len(fits) == 2 * 5 and all(n == 20 * 60 for n in fits)  # 5 folds of 5 images, not 25 fits each
+    assert min(scores.values()) > 0.9
+
+
 def test_the_fitter_chooses_c_from_candidates_and_reports_it(tiny_backbone, sample_polyp):
     network = SelfPromptNet(tiny_backbone)
     loader = DataLoader(Dataset(make_datalist(sample_polyp), load_and_preprocess(tiny_backbone)), batch_size=1)
