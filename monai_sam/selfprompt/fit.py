@@ -108,7 +108,11 @@ def solve_pixel_classifier(
 
 
 def choose_c(
-    samples: list[tuple[np.ndarray, np.ndarray]], groups: list[str], candidates: Sequence[float], max_folds: int = 10
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    groups: list[str],
+    candidates: Sequence[float],
+    max_folds: int = 10,
+    class_weight: str | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Pick the regularisation ``c`` from the support images alone: leave one group out.
 
@@ -117,10 +121,12 @@ def choose_c(
     the other groups' pixels predicts the held-out group's; the score is the Dice of that coarse mask on the
     embedding grid, averaged over held-out groups with foreground. More than ``max_folds`` groups (a large
     MONAI Label datastore) are dealt into ``max_folds`` folds, so the cost stays ``max_folds`` fits per
-    candidate. Returns the best ``c`` (a tie goes to the candidate nearest 1 on a log scale, scikit-learn's
-    default; so does a single support image, which leaves nothing to hold out) and every candidate's score.
+    candidate; ``class_weight`` is the fit's own (see :func:`solve_pixel_classifier`). Returns the best
+    ``c`` (a tie goes to the candidate nearest 1 on a log scale, scikit-learn's default; so does a single
+    support image, which leaves nothing to hold out) and every candidate's score.
     """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score  # F1 of the foreground class is its Dice
 
     nearest_default = min(candidates, key=lambda c: abs(np.log10(c)))
     if len(samples) < 2:  # one support image: nothing to hold out
@@ -140,9 +146,10 @@ def choose_c(
             target = np.concatenate([s[1] for s in test]).astype(bool)
             if not target.any() or y.all() or not y.any():
                 continue  # nothing to find in the held-out fold, or a one-class fit
-            model = LogisticRegression(C=float(c), max_iter=2000).fit(x.astype(np.float64), y)
+            model = LogisticRegression(C=float(c), max_iter=2000, class_weight=class_weight)
+            model.fit(x.astype(np.float64), y)
             predicted = model.decision_function(np.concatenate([s[0] for s in test]).astype(np.float64)) > 0
-            dices.append(2 * (predicted & target).sum() / (predicted.sum() + target.sum()))
+            dices.append(f1_score(target, predicted, zero_division=0.0))
         scores[float(c)] = float(np.mean(dices)) if dices else float("nan")
     if all(np.isnan(v) for v in scores.values()):
         raise DataError("cannot choose c: no held-out support image has foreground; give a single c")
@@ -236,7 +243,7 @@ class PixelClassifierFitter(Trainer):
         y = np.concatenate([s[1] for s in self.samples])
         c = self.c
         if not isinstance(c, (int, float)):
-            c, scores = choose_c(self.samples, self.groups, c)
+            c, scores = choose_c(self.samples, self.groups, c, class_weight=self.class_weight)
             logger.info("c chosen on the support images (leave one video out, coarse Dice): %s -> %s", scores, c)
         summary = solve_pixel_classifier(self.network, x, y, float(c), self.class_weight)
         summary["c"] = float(c)

@@ -89,7 +89,7 @@ def test_c_choice_on_a_large_datastore_costs_max_folds_fits_per_candidate(monkey
 
     class CountingFits(sklearn.linear_model.LogisticRegression):
         def fit(self, x, y):
-            fits.append(len(y))
+            fits.append(len(y) if self.class_weight is None else -len(y))
             return super().fit(x, y)
 
     monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", CountingFits)
@@ -98,6 +98,8 @@ def test_c_choice_on_a_large_datastore_costs_max_folds_fits_per_candidate(monkey
     _, scores = choose_c(many, [str(i) for i in range(25)], [1.0, 0.1], max_folds=5)
     assert len(fits) == 2 * 5 and all(n == 20 * 60 for n in fits)  # 5 folds of 5 images, not 25 fits each
     assert min(scores.values()) > 0.9
+    choose_c(many[:4], ["1", "2", "3", "4"], [1.0], class_weight="balanced")
+    assert fits[-4:] == [-3 * 60] * 4  # every held-out fit uses the fit's own class weights
 
 
 def test_the_fitter_chooses_c_from_candidates_and_reports_it(tiny_backbone, sample_polyp):
