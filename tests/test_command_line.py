@@ -10,6 +10,7 @@ import pytest
 from monai_sam.command_line import check_override_names, guard_bundle_run, known_ids, report_data_errors_last
 from monai_sam.data import DataError
 from tests.helpers.bundles import BUNDLES, REPO
+from tests.helpers.errors import wrapped_data_error
 
 CONFIG = {"dataset_dir": "x", "inferer": {"_target_": "SimpleInferer"}, "train": {"trainer": {"max_epochs": 2}}}
 
@@ -36,13 +37,8 @@ def test_the_hook_repeats_a_data_error_after_the_traceback(capsys, monkeypatch):
     monkeypatch.setattr(sys, "excepthook", lambda *args: print("TRACEBACK", file=sys.stderr))
     report_data_errors_last()
     report_data_errors_last()  # installed once
-    try:
-        try:
-            raise DataError("Cannot read image a.png: fix it.")
-        except DataError as error:
-            raise RuntimeError("Failed to evaluate ConfigExpression") from error
-    except RuntimeError as wrapped:
-        sys.excepthook(RuntimeError, wrapped, wrapped.__traceback__)
+    wrapped = wrapped_data_error("Cannot read image a.png: fix it.")
+    sys.excepthook(RuntimeError, wrapped, wrapped.__traceback__)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == "TRACEBACK" and lines[-1] == "monai-sam could not run: Cannot read image a.png: fix it."
     assert lines.count("TRACEBACK") == 1
