@@ -82,6 +82,9 @@ class ImplicitDecoder(nn.Module):
         dropout: coarse-MLP dropout (0.5).
         refine_ratio: fraction of pixels refined (0.125).
         seed: inference dropout seed.
+        mc_samples: Monte-Carlo-dropout coarse passes outside training (2, the paper): their mean is the coarse
+            logit and their unbiased variance the uncertainty; more passes give a less noisy mean and ranking.
+            Training always makes two (the paper's loss).
     """
 
     def __init__(
@@ -93,13 +96,19 @@ class ImplicitDecoder(nn.Module):
         dropout: float = 0.5,
         refine_ratio: float = 0.125,
         seed: int = 0,
+        mc_samples: int = 2,
     ) -> None:
         super().__init__()
+        if int(mc_samples) < 2:
+            raise ValueError(f"mc_samples must be >= 2 (the uncertainty is the passes' variance); got {mc_samples}")
+        if not 0.0 <= float(refine_ratio) <= 1.0:
+            raise ValueError(f"refine_ratio must lie in [0, 1] (fraction of pixels refined); got {refine_ratio}")
         self.coarse = _mlp([in_features, *coarse_hidden, 1 + feature_dim])
         self.fine = _mlp([in_features + feature_dim, *fine_hidden, 1])
         self.dropout = dropout
         self.refine_ratio = refine_ratio
         self.seed = seed
+        self.mc_samples = int(mc_samples)
         for last in (self.coarse[-1], self.fine[-1]):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
@@ -121,6 +130,18 @@ class ImplicitDecoder(nn.Module):
             h = F.gelu(layer(h))
         return self.fine[-1](h)[..., 0]
 
+    def monte_carlo(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The MC-dropout coarse passes of ``(..., D)``: mean logit ``(...)``, its unbiased variance ``(...)`` (the
+        uncertainty) and the mean coarse feature ``(..., F)``. Two passes in training, ``mc_samples`` otherwise."""
+        samples = 2 if self.training else self.mc_samples
+        passes = [self.coarse_pass(x, generator) for _ in range(samples)]
+        logits = torch.stack([logit for logit, _ in passes])
+        if samples == 2:  # the paper's two passes, written out as before (same numbers, bit for bit)
+            return (logits[0] + logits[1]) / 2, (logits[0] - logits[1]).pow(2) / 2, (passes[0][1] + passes[1][1]) / 2
+        return logits.mean(0), logits.var(0), torch.stack([feature for _, feature in passes]).mean(0)
+
     def num_refined(self, n: int) -> int:
         return min(n, max(1, int(math.ceil(self.refine_ratio * n)))) if self.refine_ratio > 0 else 0
 
@@ -129,16 +150,14 @@ class ImplicitDecoder(nn.Module):
     ) -> DecoderOutput:
         """All ``N`` pixels at once (training, small outputs). ``features (B, N, D)``, ``residual (B, N)``."""
         residual = torch.zeros(features.shape[:2], device=features.device) if residual is None else residual
-        logit_a, feat_a = self.coarse_pass(features, generator)
-        logit_b, feat_b = self.coarse_pass(features, generator)
-        coarse = (logit_a + logit_b) / 2 + residual
-        uncertainty = (logit_a - logit_b).pow(2) / 2  # unbiased variance of two samples
+        logit, uncertainty, feature = self.monte_carlo(features, generator)
+        coarse = logit + residual
         k = self.num_refined(features.shape[1])
         refined = uncertainty.topk(k, dim=1).indices if k else uncertainty.new_zeros((features.shape[0], 0)).long()
         picked = refined[..., None]
         fine = self.fine_pass(
             features.gather(1, picked.expand(-1, -1, features.shape[-1])),
-            ((feat_a + feat_b) / 2).gather(1, picked.expand(-1, -1, feat_a.shape[-1])),
+            feature.gather(1, picked.expand(-1, -1, feature.shape[-1])),
         ) + residual.gather(1, refined)
         logits = coarse.scatter(1, refined, fine)
         return DecoderOutput(logits=logits, coarse=coarse, uncertainty=uncertainty, refined=refined)

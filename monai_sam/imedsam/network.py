@@ -73,7 +73,7 @@ class IMedSamNet(HeadOnFrozenSam):
         num_frequencies: Fourier bands of ``(x, y)`` (10).
         coarse_hidden / fine_hidden / coarse_feature_dim: MLP widths (paper: (1024, 512), (256, 256, 128), 256;
             the LiteMedSAM bundle uses narrower ones so that a CPU renders an image in seconds).
-        refine_ratio / dropout / seed: see :class:`ImplicitDecoder`.
+        refine_ratio / dropout / seed / mc_samples: see :class:`ImplicitDecoder`.
         chunk_size: pixels evaluated at once at inference (bounds memory at large ``output_size``).
     """
 
@@ -91,6 +91,7 @@ class IMedSamNet(HeadOnFrozenSam):
         dropout: float = 0.5,
         seed: int = 0,
         chunk_size: int = 16384,
+        mc_samples: int = 2,
     ) -> None:
         super().__init__(backbone)
         if adapters not in ADAPTERS:
@@ -118,6 +119,7 @@ class IMedSamNet(HeadOnFrozenSam):
             dropout=dropout,
             refine_ratio=refine_ratio,
             seed=seed,
+            mc_samples=mc_samples,
         )
 
     # ------------------------------------------------------------------------------ encoder
@@ -218,7 +220,7 @@ class IMedSamNet(HeadOnFrozenSam):
     def render(self, maps: torch.Tensor, rows: int, cols: int, size: int) -> torch.Tensor:
         """Logits ``(rows, cols)`` of one image's valid region in an ``size x size`` frame, in chunks.
 
-        Both MC-dropout coarse passes run chunk by chunk; a running top-K (values, indices, mean coarse
+        The MC-dropout coarse passes run chunk by chunk; a running top-K (values, indices, mean coarse
         features) keeps the most uncertain pixels seen so far, so memory is bounded by the chunk size
         and ``K``, never by the number of pixels. The fine MLP then rewrites only those ``K`` pixels.
         """
@@ -236,14 +238,13 @@ class IMedSamNet(HeadOnFrozenSam):
         for start in range(0, n, self.chunk_size):
             chunk = coords[start : start + self.chunk_size][None]
             features, prior = self.point_features(maps, chunk)
-            logit_a, feat_a = self.decoder.coarse_pass(features, generator)
-            logit_b, feat_b = self.decoder.coarse_pass(features, generator)
-            coarse[start : start + chunk.shape[1]] = ((logit_a + logit_b) / 2 + prior)[0]
+            logit, uncertainty, feature = self.decoder.monte_carlo(features, generator)
+            coarse[start : start + chunk.shape[1]] = (logit + prior)[0]
             if k == 0:
                 continue
-            u = torch.cat([best_u, ((logit_a - logit_b).pow(2) / 2)[0]])
+            u = torch.cat([best_u, uncertainty[0]])
             i = torch.cat([best_i, torch.arange(start, start + chunk.shape[1], device=device)])
-            f = ((feat_a + feat_b) / 2)[0] if best_f is None else torch.cat([best_f, ((feat_a + feat_b) / 2)[0]])
+            f = feature[0] if best_f is None else torch.cat([best_f, feature[0]])
             keep = u.topk(min(k, u.shape[0])).indices
             best_u, best_i, best_f = u[keep], i[keep], f[keep]
         logits = coarse.clone()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from monai_sam.backbones.sam_vit import SamViT, _assemble, _default_feature_layers
 from monai_sam.imedsam import IMedSamNet, fft_amplitude
 from monai_sam.imedsam.blocks import encoder_blocks
+from monai_sam.imedsam.implicit_decoder import ImplicitDecoder
 
 BOXES = torch.tensor([[8.0, 10.0, 40.0, 50.0], [20.0, 4.0, 60.0, 30.0]])
 
@@ -115,6 +116,39 @@ def test_mc_uncertainty_is_real_in_eval_mode_and_seeded(tiny_backbone):
     assert k == math.ceil(0.125 * 200)
     threshold = first.uncertainty.topk(k, dim=1).values[:, -1:]
     assert (first.uncertainty.gather(1, first.refined) >= threshold).all()
+
+
+def test_more_mc_samples_average_more_passes_and_training_keeps_two():
+    decoder = ImplicitDecoder(12, coarse_hidden=(32, 16), fine_hidden=(16,), feature_dim=4, mc_samples=8)
+    _randomise(decoder)
+    features = torch.randn(1, 500, 12)
+    with torch.no_grad():
+        decoder.eval()
+        logit, uncertainty, feature = decoder.monte_carlo(features, decoder.inference_generator(features.device))
+        generator = decoder.inference_generator(features.device)
+        passes = [decoder.coarse_pass(features, generator) for _ in range(8)]
+        draws = torch.stack([p[0] for p in passes])
+        assert torch.allclose(logit, draws.mean(0), atol=1e-6)
+        assert torch.allclose(uncertainty, draws.var(0), atol=1e-6)  # unbiased, as with two passes
+        assert torch.allclose(feature, torch.stack([p[1] for p in passes]).mean(0), atol=1e-6)
+
+        def spread_over_seeds(samples: int) -> float:
+            decoder.mc_samples, means = samples, []
+            for seed in range(8):
+                decoder.seed = seed
+                means.append(decoder.monte_carlo(features, decoder.inference_generator(features.device))[0])
+            return float(torch.stack(means).std(0).mean())
+
+        assert spread_over_seeds(8) < 0.7 * spread_over_seeds(2)  # the mean of 8 passes is less noisy
+        calls = []
+        decoder.coarse_pass = lambda x, g: calls.append(1) or ImplicitDecoder.coarse_pass(decoder, x, g)
+        decoder.train()
+        decoder(features)
+        assert len(calls) == 2  # training: the paper's two passes whatever mc_samples says
+    with pytest.raises(ValueError, match="mc_samples"):
+        ImplicitDecoder(12, mc_samples=1)
+    with pytest.raises(ValueError, match="refine_ratio"):
+        ImplicitDecoder(12, refine_ratio=1.5)
 
 
 def test_fine_mlp_only_touches_the_selected_pixels(tiny_backbone):
