@@ -138,9 +138,10 @@ class ImplicitDecoder(nn.Module):
         samples = 2 if self.training else self.mc_samples
         passes = [self.coarse_pass(x, generator) for _ in range(samples)]
         logits = torch.stack([logit for logit, _ in passes])
-        if samples == 2:  # the paper's two passes, written out as before (same numbers, bit for bit)
-            return (logits[0] + logits[1]) / 2, (logits[0] - logits[1]).pow(2) / 2, (passes[0][1] + passes[1][1]) / 2
-        return logits.mean(0), logits.var(0), torch.stack([feature for _, feature in passes]).mean(0)
+        features = torch.stack([feature for _, feature in passes])
+        # two passes: (a - b)^2 / 2 is their unbiased variance, free of var()'s rounded mean (top-K as before)
+        variance = (logits[0] - logits[1]).pow(2) / 2 if samples == 2 else logits.var(0)
+        return logits.mean(0), variance, features.mean(0)
 
     def num_refined(self, n: int) -> int:
         return min(n, max(1, int(math.ceil(self.refine_ratio * n)))) if self.refine_ratio > 0 else 0
