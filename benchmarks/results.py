@@ -22,6 +22,17 @@ Protocol (what a reviewer should be able to check):
 - Kvasir-SEG (6 images, another centre): the shipped heads (``bundles/*/models``), fully automatic
   where the method is; no choice was made on it.
 
+Choosing a lever (a setting of a bundle) without looking at the test videos:
+
+    python -m benchmarks.results --part val --work_dir runs/lever_x --methods imedsam \
+        --overrides '{"imedsam": {"mc_samples": 8}}'
+
+scores the same methods, trained the same way, on each fold's **validation** videos instead (self-prompting
+then draws its shots from the fold's other training videos only), and writes ``val_table.md`` /
+``val_summary.json`` into ``--work_dir``, never the README's table. A work dir holds one setting: its
+``settings.json`` records the overrides, and a run with other overrides is refused rather than mixing
+results of two settings.
+
 Every run goes through the bundles' own configs (overrides only), keeps its files under ``--work_dir``
 and is skipped when they are complete, so a rerun costs nothing but the table; the encoder never runs
 again once the embedding cache is filled (``monai-sam-cache-embeddings --flips`` for ProMISe).
@@ -61,6 +72,7 @@ SHORT = {
     "imedsam": "I-MedSAM\nGT box",
     "p2sam": "P²SAM\none-shot video",
 }
+PARTS = ("test", "val")
 FULL_RUN = "in the full run"  # when a method's figures were measured, unless re-measured with --update
 BUNDLE_OF = {"self_prompt": "self_prompt", "promise": "promise", "promise_single": "promise", "imedsam": "imedsam",
              "p2sam": "p2sam", "frozen_gt_box": "imedsam", "frozen_whole_box": "imedsam"}  # fmt: skip
@@ -71,7 +83,18 @@ class Benchmark:
 
     def __init__(self, dataset_dir: str, work_dir: str, cache_dir: str | None, backbone: str, n_folds: int = 5,
                  fold_seed: int = 0, val_videos: int = 2, seeds: tuple[int, ...] = (0, 1, 2),
-                 train_epochs: dict[str, int] | None = None) -> None:  # fmt: skip
+                 train_epochs: dict[str, int] | None = None, part: str = "test",
+                 overrides: dict[str, dict] | None = None, num_shots: int = 10) -> None:  # fmt: skip
+        """``part``: the videos each fold scores, ``test`` (the figures) or ``val`` (choosing a lever);
+        ``overrides``: per method (a name of ``METHODS``), bundle settings for its training and evaluation;
+        ``num_shots``: self-prompting's k."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+        unknown = sorted(set(overrides or {}) - set(METHODS))
+        if unknown:
+            raise ValueError(f"overrides for unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        self.part, self.overrides = part, {m: dict(o) for m, o in (overrides or {}).items()}
+        self.num_shots = int(num_shots)
         self.dataset_dir, self.work = str(dataset_dir), Path(work_dir)
         self.common = {"backbone": backbone, "cache_dir": cache_dir, "device": "cpu", "dataset_dir": self.dataset_dir}
         self.items = make_datalist(dataset_dir, require_labels=True)
@@ -89,27 +112,55 @@ class Benchmark:
                     "test": sorted({str(self.items[i]["group"]) for i in test}, key=int),
                 }
             )
-        self.fold_of = {g: f for f, fold in enumerate(self.folds) for g in fold["test"]}
         self.seeds = seeds
         self.train_epochs = dict(train_epochs or {})
 
     # ------------------------------------------------------------------ helpers
+    def settings(self, method: str) -> dict:
+        """The bundle overrides of ``method`` (``promise_single`` shares ``promise``'s)."""
+        return dict(self.overrides.get("promise" if method == "promise_single" else method, {}))
+
+    def scored_groups(self, fold: int) -> list[str]:
+        """The videos fold ``fold`` reports on: its test videos, or its validation videos with ``part='val'``."""
+        return self.folds[fold][self.part]
+
+    def check_settings(self, backbone: str) -> None:
+        """Record this run's settings in ``<work_dir>/settings.json``; refuse a work dir that holds another's.
+
+        Finished runs are reused by folder, so results of two settings must never share one work dir.
+        """
+        path = self.work / "settings.json"
+        mine = {"backbone": backbone, "overrides": self.overrides, "train_epochs": self.train_epochs}
+        if path.is_file():
+            recorded = json.loads(path.read_text())
+            if recorded != json.loads(json.dumps(mine)):
+                raise ValueError(
+                    f"{self.work} holds runs made with other settings ({recorded}, this run: {mine}); its finished "
+                    "runs would be reused as if they were this setting's. Give another --work_dir."
+                )
+        else:
+            atomic_write_text(path, json.dumps(mine, indent=1))
+
     def _rows(self, metrics_csv: Path, method: str, seed: int = 0, fold: int | None = None) -> list[dict]:
+        """Per-image rows of a ``metrics.csv``. ``fold=None`` (a run over every image): each image counts for
+        every fold that scores its video (test videos: exactly one; validation videos: any number, or none)."""
         with open(metrics_csv, newline="") as handle:
             rows = list(csv.DictReader(handle))
         out = []
         for row in rows:
             group = self.group_of[row["id"]]
-            out.append(
-                {
-                    "method": method,
-                    "fold": self.fold_of[group] if fold is None else fold,
-                    "seed": seed,
-                    "group": group,
-                    "id": row["id"],
-                    **{k: float(row[k]) for k in ("dice", "iou", "hd95") if row.get(k) not in (None, "")},
-                }
-            )
+            folds = [f for f in range(len(self.folds)) if group in self.scored_groups(f)] if fold is None else [fold]
+            for f in folds:
+                out.append(
+                    {
+                        "method": method,
+                        "fold": f,
+                        "seed": seed,
+                        "group": group,
+                        "id": row["id"],
+                        **{k: float(row[k]) for k in ("dice", "iou", "hd95") if row.get(k) not in (None, "")},
+                    }
+                )
         return out
 
     def _done(self, folder: Path) -> bool:
@@ -130,22 +181,24 @@ class Benchmark:
     def evaluation(self, method: str, out: Path, fold: int | None = None, seed: int = 0):
         """``(parser, evaluator id)`` scoring ``method`` into ``out`` through its bundle's own configs.
 
-        ``fold``: that fold's test videos, with the head trained (or the shots fitted, draw ``seed``) on its
-        other videos; ``None``: every image, for the methods that need no training (baselines, P²SAM).
+        ``fold``: that fold's test videos (validation videos with ``part='val'``), with the head trained (or the
+        shots fitted, draw ``seed``) on its other videos; ``None``: every image, for the methods that need no
+        training (baselines, P²SAM). ``method``'s overrides apply.
         """
-        common = {**self.common, "output_dir": str(out), "save_masks": False, "save_overlays": False, "hd95": True}
+        common = {**self.common, "output_dir": str(out), "save_masks": False, "save_overlays": False, "hd95": True,
+                  **self.settings(method)}  # fmt: skip
         if method.startswith("frozen"):
             box_source = "label" if method == "frozen_gt_box" else "whole"
             parser = bundle_parser("imedsam", ["inference.json"], **common, method="frozen_decoder",
                                    box_source=box_source)  # fmt: skip
             if fold is not None:
-                parser["datalist"] = self.folds[fold]["test_items"]
+                parser["datalist"] = self.items_of(self.scored_groups(fold))
             return parser, "evaluator"
         if method == "p2sam":
             parser = bundle_parser("p2sam", ["inference.json", "evaluate.json"], **common, metrics_name="metrics")
             if fold is not None:
-                test = self.folds[fold]["test"]
-                parser["datalist"] = [i for i in parser.get_parsed_content("datalist") if str(i["group"]) in test]
+                scored = self.scored_groups(fold)
+                parser["datalist"] = [i for i in parser.get_parsed_content("datalist") if str(i["group"]) in scored]
             return parser, "evaluator"
         if fold is None:
             raise ValueError(f"{method} is scored per fold: give the fold whose head to use")
@@ -153,14 +206,15 @@ class Benchmark:
         trained = {"train_groups": part["fit"], "val_groups": part["val"], "test_groups": part["test"]}
         if method == "self_prompt":
             parser = bundle_parser("self_prompt", ["train.json", "evaluate.json"], **common, seed=seed,
-                                   ckpt_dir=str(self.work / "self_prompt" / f"fold{fold}_seed{seed}"))  # fmt: skip
-            parser["validate#datalist"] = part["test_items"]
+                                   ckpt_dir=str(self._self_prompt_folder(fold, seed)))  # fmt: skip
+            parser["validate#datalist"] = self.items_of(self.scored_groups(fold))
         elif method in ("promise", "promise_single"):
-            parser = bundle_parser("promise", ["train.json", "evaluate.json"], **common, **trained, eval_part="test",
+            parser = bundle_parser("promise", ["train.json", "evaluate.json"], **common, **trained, eval_part=self.part,
                                    ckpt_dir=str(self.work / "promise" / f"fold{fold}" / "ckpt"),
                                    refine=int(method == "promise"))  # fmt: skip
         elif method == "imedsam":
-            parser = bundle_parser("imedsam", ["train.json", "evaluate.json"], **common, **trained,
+            parser = bundle_parser("imedsam", ["train.json", "evaluate.json"], **common,
+                                   **{**trained, "test_groups": self.scored_groups(fold)},
                                    ckpt_dir=str(self.work / "imedsam" / f"fold{fold}" / "ckpt"))  # fmt: skip
         else:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(LABELS)}")
@@ -175,26 +229,37 @@ class Benchmark:
         self._evaluate(folder, method, parser, evaluator_id, len(self.items))
         return self._rows(folder / "metrics.csv", method)
 
+    def items_of(self, groups: list[str]) -> list[dict]:
+        """The images of ``groups`` (video names), in datalist order."""
+        return [item for item in self.items if str(item["group"]) in groups]
+
+    def _self_prompt_folder(self, fold: int, seed: int) -> Path:
+        # validation shots come from fewer videos than the test figures' shots: another fit, another folder
+        name = "self_prompt" if self.part == "test" else "self_prompt_val"
+        return self.work / name / f"fold{fold}_seed{seed}"
+
     def run_self_prompt(self) -> list[dict]:
         rows = []
-        spread = bool(bundle_parser("self_prompt", ["train.json"])["spread_shots"])  # the bundle's own draw
+        spread = bool(bundle_parser("self_prompt", ["train.json"], **self.settings("self_prompt"))["spread_shots"])
         for seed in self.seeds:
             for f, fold in enumerate(self.folds):
-                folder = self.work / "self_prompt" / f"fold{f}_seed{seed}"
-                shots = sample_shots(fold["train_items"], 10, seed, spread_over_groups=spread)
+                folder = self._self_prompt_folder(f, seed)
+                # test: shots from all the fold's training videos; val: from those not held out for validation
+                pool = fold["train_items"] if self.part == "test" else self.items_of(fold["fit"])
+                shots = sample_shots(pool, self.num_shots, seed, spread_over_groups=spread)
                 if not (folder / "model.pt").is_file():
                     # The fit alone (train.json, nothing to validate): evaluate.json's checkpoint loader needs
                     # the model.pt this writes, so the two cannot share one parser.
                     fit = bundle_parser(
                         "self_prompt", ["train.json"], **self.common, output_dir=str(folder / "logs"),
-                        ckpt_dir=str(folder), seed=seed,
+                        ckpt_dir=str(folder), seed=seed, **self.settings("self_prompt"),
                     )  # fmt: skip
                     fit["train#datalist"] = shots
                     fit["validate#datalist"] = []
                     fit.get_parsed_content("initialize")
                     fit.get_parsed_content("train#trainer").run()
                 parser, evaluator_id = self.evaluation("self_prompt", folder, f, seed)
-                self._evaluate(folder, "self_prompt", parser, evaluator_id, len(fold["test_items"]))
+                self._evaluate(folder, "self_prompt", parser, evaluator_id, len(self.items_of(self.scored_groups(f))))
                 rows += self._rows(folder / "metrics.csv", "self_prompt", seed, f)
         return rows
 
@@ -203,7 +268,7 @@ class Benchmark:
             return
         parser = bundle_parser(
             bundle, ["train.json"], **self.common, ckpt_dir=str(folder / "ckpt"), output_dir=str(folder / "logs"),
-            train_groups=fold["fit"], val_groups=fold["val"], **overrides,
+            train_groups=fold["fit"], val_groups=fold["val"], **{**self.settings(bundle), **overrides},
         )  # fmt: skip
         if bundle in self.train_epochs:
             parser["max_epochs"] = int(self.train_epochs[bundle])
@@ -219,9 +284,9 @@ class Benchmark:
             folder = self.work / "promise" / f"fold{f}"
             self._train("promise", folder, fold, test_groups=fold["test"])
             for refine, method in ((1, "promise"), (0, "promise_single")):
-                out = folder / f"test_refine{refine}"
+                out = folder / f"{self.part}_refine{refine}"
                 parser, evaluator_id = self.evaluation(method, out, f)
-                self._evaluate(out, method, parser, evaluator_id, len(fold["test_items"]))
+                self._evaluate(out, method, parser, evaluator_id, len(self.items_of(self.scored_groups(f))))
                 rows += self._rows(out / "metrics.csv", method, 0, f)
         return rows
 
@@ -230,9 +295,9 @@ class Benchmark:
         for f, fold in enumerate(self.folds):
             folder = self.work / "imedsam" / f"fold{f}"
             self._train("imedsam", folder, fold)
-            out = folder / "test"
+            out = folder / self.part
             parser, evaluator_id = self.evaluation("imedsam", out, f)
-            self._evaluate(out, "imedsam", parser, evaluator_id, len(fold["test_items"]))
+            self._evaluate(out, "imedsam", parser, evaluator_id, len(self.items_of(self.scored_groups(f))))
             rows += self._rows(out / "metrics.csv", "imedsam", 0, f)
         return rows
 
@@ -304,7 +369,8 @@ class Benchmark:
         }.get(method, {})
         parser = bundle_parser(
             BUNDLE_OF[method], ["inference.json"], **{**self.common, "dataset_dir": str(kvasir_dir)},
-            output_dir=str(folder), save_masks=False, save_overlays=False, hd95=False, **overrides,
+            output_dir=str(folder), save_masks=False, save_overlays=False, hd95=False,
+            **{**self.settings(method), **overrides},
         )  # fmt: skip
         if not (folder / "metrics.csv").is_file():
             run_bundle(parser)
@@ -325,9 +391,11 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         runs = sorted({(r["fold"], r["seed"]) for r in mine})
         entry: dict = {"images": len({r["id"] for r in mine}), "runs": len(runs)}
         for metric in ("dice", "iou", "hd95"):  # HD95 is undefined (NaN) for an empty prediction: left out, counted
-            means = [
-                np.nanmean([r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r]) for run in runs
-            ]
+            values = [[r[metric] for r in mine if (r["fold"], r["seed"]) == run and metric in r] for run in runs]
+            if not any(np.isfinite(v).any() for v in values):  # not measured (``hd95: false``)
+                entry[metric] = (float("nan"), float("nan"))
+                continue
+            means = [np.nanmean(v) for v in values]
             entry[metric] = (float(np.mean(means)), float(np.std(means)))
         entry["hd95_undefined"] = sum(1 for r in mine if not np.isfinite(r.get("hd95", np.nan)))
         folds = sorted({r["fold"] for r in mine})
@@ -405,6 +473,24 @@ def table(
     return "\n".join(lines)
 
 
+def val_table(summary: dict, backbone: str, overrides: dict) -> str:
+    """The validation-video figures of a lever: Dice, IoU, HD95 (mean ± std over folds × seeds) and per fold."""
+    lines = ["| method | Dice | IoU | HD95 (px) | Dice per fold |", "|---|---|---|---|---|"]
+    for method, entry in summary.items():
+        folds = ", ".join(f"{d:.4f}" for d in entry["fold_dice"])
+        lines.append(
+            f"| {LABELS.get(method, method)} | {entry['dice'][0]:.4f} ± {entry['dice'][1]:.4f} | "
+            f"{entry['iou'][0]:.4f} ± {entry['iou'][1]:.4f} | {entry['hd95'][0]:.1f} ± {entry['hd95'][1]:.1f} | "
+            f"{folds} |"
+        )
+    lines.append(
+        f"\nValidation videos of each fold (never its test videos), backbone {backbone}, overrides "
+        f"{json.dumps(overrides) if overrides else 'none (the bundles as shipped)'}. For choosing a setting only: "
+        "the figures to report come from the test videos (`--part test`)."
+    )
+    return "\n".join(lines)
+
+
 def boxplot(summary: dict, path: Path) -> Path:
     import matplotlib
 
@@ -449,6 +535,8 @@ def main(
     threads: int = 2,
     train_epochs: dict[str, int] | None = None,
     update: bool = False,
+    part: str = "test",
+    overrides: dict[str, dict] | None = None,
 ) -> None:
     """Run (or resume) every method on the same folds and write the table, plot and README block.
 
@@ -459,13 +547,21 @@ def main(
     bundle) and keep every other method's figures from ``<figures_dir>/summary.json``; the re-measured methods'
     seconds per image and the encoder's are kept from the record too (no timing pass: the other methods' fold-0
     heads it compares against may be gone, and a different machine's timings must not share one column).
+
+    ``part='val'``: score each fold's validation videos instead, to choose a lever (``overrides``: per method, bundle
+    settings, e.g. ``{'imedsam': {'mc_samples': 8}}``); writes ``val_table.md`` and ``val_summary.json`` into
+    ``work_dir`` and nothing else (no timing, no Kvasir-SEG, no README).
     """
     methods = (methods,) if isinstance(methods, str) else tuple(methods)  # `--methods self_prompt` is one name
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if part == "val" and (readme or update):
+        raise ValueError("--part val chooses levers on validation videos: it writes no README and updates no record")
     torch.set_num_threads(threads)
-    bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone, train_epochs=train_epochs)
+    bench = Benchmark(dataset_dir, work_dir, cache_dir, backbone, train_epochs=train_epochs, part=part,
+                      overrides=overrides)  # fmt: skip
+    bench.check_settings(backbone)
     print("folds (test videos | validation videos):", [(f["test"], f["val"]) for f in bench.folds])
     rows: list[dict] = []
     runners = {
@@ -479,8 +575,14 @@ def main(
     for method in methods:
         print(f"== {method}", flush=True)
         rows += runners[method]()
-    write_csv_rows(Path(work_dir) / "per_image.csv", rows)
+    write_csv_rows(Path(work_dir) / ("per_image.csv" if part == "test" else "val_per_image.csv"), rows)
     summary = summarise(rows)
+    if part == "val":
+        text = val_table(summary, backbone, bench.overrides)
+        atomic_write_text(Path(work_dir) / "val_table.md", text + "\n")
+        atomic_write_text(Path(work_dir) / "val_summary.json", json.dumps(summary, indent=1))
+        print(text)
+        return
     extra = {
         m: {
             "parameters": bench.trainable_parameters(m),
