@@ -8,6 +8,8 @@ those coordinates in the pixel frame of the masks it is given. Boxes are torchvi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from monai.transforms.utils import get_largest_connected_component_mask
@@ -20,6 +22,7 @@ __all__ = [
     "clean_mask",
     "expand_box",
     "largest_component",
+    "largest_components",
     "mask_prompts",
     "mask_to_box",
     "mask_to_point",
@@ -56,6 +59,23 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return get_largest_connected_component_mask(mask, connectivity=2) if mask.any() else mask
 
 
+def largest_components(mask: np.ndarray, count: int, iterations: int = 1) -> list[np.ndarray]:
+    """The ``count`` largest 8-connected components of the opened mask, largest first (fewer where it has fewer).
+
+    The opening is :func:`clean_mask`'s (falls back to the mask where it would empty it); ties in size keep the
+    components' label order (row-major first pixel). An empty mask gives no component.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    opened = ndimage.binary_dilation(ndimage.binary_erosion(mask, iterations=iterations), iterations=iterations)
+    opened = opened if opened.any() else mask
+    labels, n = ndimage.label(opened, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    order = np.argsort(-sizes, kind="stable")[:count]
+    return [labels == (k + 1) for k in order]
+
+
 def clean_mask(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Morphological opening (erode then dilate) and largest component; falls back to the input if emptied."""
     mask = np.asarray(mask, dtype=bool)
@@ -84,14 +104,15 @@ def expand_box(box: np.ndarray, margin: float, size: tuple[int, int]) -> np.ndar
 
 
 def mask_prompts(
-    masks: torch.Tensor, prompt: str, box_margin: float = 0.0
+    masks: torch.Tensor, prompt: str, box_margin: float | Sequence[float] = 0.0
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
     """Prompts for the decoder from non-empty boolean masks ``(B, H, W)``.
 
     Args:
         prompt: ``"box"``, ``"points"`` (the deepest point) or ``"points+box"``.
         box_margin: grow each box by this fraction of its width/height on every side (box-trained
-            backbones such as LiteMedSAM saw loose boxes in training and prefer them to tight ones).
+            backbones such as LiteMedSAM saw loose boxes in training and prefer them to tight ones); one
+            value for every mask, or one per mask.
 
     Returns:
         ``points`` ``((B, 1, 2), (B, 1))`` or ``None`` and ``boxes`` ``(B, 4)`` or ``None``.
@@ -104,7 +125,10 @@ def mask_prompts(
     boxes = points = None
     if "box" in prompt:
         tight, _ = boxes_of_masks(masks.cpu())
-        boxes = np.stack([expand_box(box.numpy(), box_margin, m.shape) for box, m in zip(tight, arrays, strict=True)])
+        margins = [float(box_margin)] * len(arrays) if np.isscalar(box_margin) else [float(m) for m in box_margin]
+        boxes = np.stack(
+            [expand_box(box.numpy(), margin, m.shape) for box, m, margin in zip(tight, arrays, margins, strict=True)]
+        )
         boxes = torch.as_tensor(boxes, device=device)
     if "points" in prompt:
         coords = torch.as_tensor(np.stack([mask_to_point(m) for m in arrays]), device=device)[:, None, :]

@@ -11,6 +11,7 @@ from monai_sam.prompts import (
     clean_mask,
     expand_box,
     largest_component,
+    largest_components,
     mask_prompts,
     mask_to_box,
     mask_to_point,
@@ -61,3 +62,31 @@ def test_box_margin_grows_and_clips():
     mask[0, 20:61, 10:31] = True
     _, boxes = mask_prompts(mask, "box", box_margin=0.1)
     assert boxes[0].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
+
+
+def test_largest_components_come_largest_first_and_stop_at_count():
+    mask = np.zeros((30, 30), bool)
+    mask[1:4, 1:4] = True  # 9 pixels
+    mask[10:20, 10:20] = True  # 100 pixels
+    mask[25:29, 1:6] = True  # 20 pixels
+    mask[0, 29] = True  # a speck the opening removes
+    two = largest_components(mask, 2)
+    assert np.array_equal(two[0], clean_mask(mask))  # the first is clean_mask's component
+    assert two[1][26, 3] and not two[1][15, 15]
+    sizes = [int(c.sum()) for c in largest_components(mask, 5)]  # the opening rounds the squares' corners
+    assert len(sizes) == 3 and sizes == sorted(sizes, reverse=True) and not any(c[0, 29] for c in two)
+    assert largest_components(np.zeros((5, 5), bool), 3) == []
+    thin = np.zeros((9, 9), bool)
+    thin[4, 1:8] = True  # a line the opening would erase: kept as it is
+    (only,) = largest_components(thin, 2)
+    assert only.sum() == 7
+
+
+def test_box_margin_can_differ_per_mask():
+    masks = torch.zeros(2, 100, 100, dtype=torch.bool)
+    masks[:, 20:61, 10:31] = True
+    _, boxes = mask_prompts(masks, "box", box_margin=[0.0, 0.1])
+    assert boxes[0].tolist() == pytest.approx([10.0, 20.0, 30.0, 60.0])
+    assert boxes[1].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
+    with pytest.raises(ValueError):
+        mask_prompts(masks, "box", box_margin=[0.1])  # one margin for two masks

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,7 +20,7 @@ from monai_sam.networks import (
     merge_client_prompts,
     with_meta_of,
 )
-from monai_sam.prompts import PROMPT_TYPES, clean_mask, mask_prompts
+from monai_sam.prompts import PROMPT_TYPES, boxes_of_masks, clean_mask, expand_box, largest_components, mask_prompts
 from monai_sam.utils import check_choice
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
@@ -34,7 +38,10 @@ class SelfPromptNet(HeadOnFrozenSam):
        a coarse logit map ``(B, 1, h, w)``, upsampled to ``S x S`` and restricted to the image part
        of the letterbox;
     3. the coarse mask is cleaned (opening, largest component); its box and/or deepest point prompt
-       the frozen decoder (``multimask_output=False``);
+       the frozen decoder (``multimask_output=False``). With several candidates (``thresholds``,
+       ``components``, ``box_margin`` as a list), every candidate box is decoded and the one whose mask the
+       decoder's own IoU head scores highest prompts the final pass (as SAM's automatic mask generator ranks
+       its masks); the paper has one candidate;
     4. ``refine`` more passes feed the previous low-res logits and the box of the previous mask back
        in (SAM's own cascade), which the paper does not do.
 
@@ -55,8 +62,12 @@ class SelfPromptNet(HeadOnFrozenSam):
         features: ``embedding`` (the paper), or with ``+context`` (local means of the embedding over
             5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell): see :meth:`pixel_features`.
         refine: extra decoder passes with the previous mask as input (0 = the paper).
-        box_margin: grow the box by this fraction of its size on each side (0 = the paper's tight box).
-        decode_memo_size: decoder outputs remembered (0 = none).
+        box_margin: grow the box by this fraction of its size on each side (0 = the paper's tight box); a list
+            makes one candidate per margin.
+        thresholds: coarse probabilities above which a pixel is foreground, one candidate mask each (0.5 = the
+            paper's logit 0).
+        components: the largest this many components of each thresholded mask are candidates (1 = the paper).
+        decode_memo_size: decoder outputs remembered (0 = none); the candidates' IoU scores likewise.
     """
 
     def __init__(
@@ -65,15 +76,26 @@ class SelfPromptNet(HeadOnFrozenSam):
         prompt: str = "box",
         features: str = "embedding",
         refine: int = 0,
-        box_margin: float = 0.0,
+        box_margin: float | Sequence[float] = 0.0,
+        thresholds: Sequence[float] = (0.5,),
+        components: int = 1,
         decode_memo_size: int = 1024,
     ) -> None:
         super().__init__(backbone)
         self.prompt = check_choice("prompt", prompt, PROMPTS)
         self.features = check_choice("features", features, FEATURES)
         self.refine = int(refine)
-        self.box_margin = float(box_margin)
+        self.box_margin = box_margin if isinstance(box_margin, Sequence) else float(box_margin)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.components = int(components)
+        if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
+            raise ValueError(f"thresholds must be probabilities strictly between 0 and 1, got {list(thresholds)}")
+        if self.components < 1 or not self.box_margins or min(self.box_margins) < 0:
+            raise ValueError(f"components must be >= 1 and box margins >= 0, got {components} and {box_margin}")
+        if self.candidates > 1 and "points" in self.prompt:
+            raise ValueError(f"several candidate boxes are chosen among for box prompts only, not {self.prompt!r}")
         self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
+        self.score_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         channels = backbone.embed_dim * (1 + len(CONTEXT_SIZES) * ("context" in features)) + 3 * ("image" in features)
         self.classifier = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.classifier.weight)
@@ -105,6 +127,16 @@ class SelfPromptNet(HeadOnFrozenSam):
         valid = torch.stack([frame.valid_region() for frame in frames])
         return logits.masked_fill(~valid[:, None].to(logits.device), -1e4)
 
+    @property
+    def box_margins(self) -> tuple[float, ...]:
+        margin = self.box_margin
+        return tuple(float(m) for m in margin) if isinstance(margin, Sequence) else (float(margin),)
+
+    @property
+    def candidates(self) -> int:
+        """Candidate boxes per image at most (1: the paper's single box, no choice)."""
+        return len(self.thresholds) * self.components * len(self.box_margins)
+
     def coarse_to_prompt_masks(self, coarse: torch.Tensor) -> torch.Tensor:
         """``(B, 1, S, S)`` coarse logits -> ``(B, S, S)`` cleaned, non-empty boolean masks."""
         out = []
@@ -115,6 +147,40 @@ class SelfPromptNet(HeadOnFrozenSam):
                 mask = (probability >= 0.5 * probability.max()).cpu().numpy()
             out.append(torch.as_tensor(clean_mask(mask)))
         return torch.stack(out).to(coarse.device)
+
+    def candidate_masks(self, logits: torch.Tensor) -> list[np.ndarray]:
+        """``(S, S)`` coarse logits -> the distinct candidate masks: per threshold, its largest components.
+
+        Where no threshold leaves a pixel, the one candidate is :meth:`coarse_to_prompt_masks`'s fallback.
+        """
+        values = logits.cpu().numpy()
+        masks, seen = [], set()
+        for threshold in self.thresholds:
+            for component in largest_components(values > math.log(threshold / (1 - threshold)), self.components):
+                key = np.packbits(component).tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    masks.append(component)
+        return masks or [self.coarse_to_prompt_masks(logits[None, None])[0].cpu().numpy()]
+
+    def choose_prompt_masks(self, embedding: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+        """Prompt masks ``(B, S, S)`` and their box margins: the candidates' best by the decoder's predicted IoU.
+
+        With one candidate this is :meth:`coarse_to_prompt_masks` and the one margin, decoded nowhere.
+        """
+        if self.candidates == 1:
+            return self.coarse_to_prompt_masks(coarse), [self.box_margins[0]] * coarse.shape[0]
+        masks, margins = [], []
+        for b in range(coarse.shape[0]):
+            candidates = self.candidate_masks(coarse[b, 0])
+            tight, _ = boxes_of_masks(torch.as_tensor(np.stack(candidates)))
+            pairs = [(i, m) for i in range(len(candidates)) for m in self.box_margins]
+            boxes = np.stack([expand_box(tight[i].numpy(), m, candidates[i].shape) for i, m in pairs])
+            scores = self._predicted_iou(embedding[b : b + 1], torch.as_tensor(boxes).to(embedding.device))
+            best = int(torch.argmax(scores))  # ties: the first (threshold, component, margin) in the given order
+            masks.append(torch.as_tensor(candidates[pairs[best][0]]))
+            margins.append(pairs[best][1])
+        return torch.stack(masks).to(coarse.device), margins
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` preprocessed images -> ``(B, 1, S, S)`` input-frame logits (with the input's meta)."""
@@ -128,9 +194,9 @@ class SelfPromptNet(HeadOnFrozenSam):
         coarse = self.coarse_logits(images, embedding, frames)
         if self.prompt == "coarse" and not any(client):
             return coarse
-        prompt_masks = self.coarse_to_prompt_masks(coarse)
+        prompt_masks, margins = self.choose_prompt_masks(embedding, coarse)
         prompt = "box" if self.prompt == "coarse" else self.prompt
-        points, boxes = mask_prompts(prompt_masks, prompt, self.box_margin)
+        points, boxes = mask_prompts(prompt_masks, prompt, margins)
         points, boxes = merge_client_prompts(points, boxes, client)
         points = None if points is None else (points[0].to(embedding.device), points[1].to(embedding.device))
         boxes = None if boxes is None else boxes.to(embedding.device)
@@ -141,9 +207,20 @@ class SelfPromptNet(HeadOnFrozenSam):
             keep = refined.flatten(1).any(1)
             masks = torch.where(keep[:, None, None], refined, prompt_masks)
             cleaned = torch.stack([torch.as_tensor(clean_mask(m.cpu().numpy())) for m in masks])
-            _, boxes = mask_prompts(cleaned, "box", self.box_margin)
+            _, boxes = mask_prompts(cleaned, "box", margins)
             low_res = self._decode(embedding, points, boxes.to(low_res.device), mask_input=low_res)
         return self.backbone.upscale_logits(low_res)
+
+    def _predicted_iou(self, embedding: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """The decoder's predicted IoU ``(P,)`` of each box ``(P, 4)`` on one image's embedding ``(1, C, h, w)``;
+        only the scores are remembered (not the candidates' masks, which would fill memory)."""
+
+        def score() -> tuple[torch.Tensor]:
+            return (self.backbone.decode(embedding, boxes=boxes)[1][:, 0],)
+
+        if self.score_memo is None:
+            return score()[0]
+        return self.score_memo(score, embedding, boxes, extra=self.backbone.fingerprint)[0]
 
     def _decode(self, embedding, points, boxes, mask_input=None) -> torch.Tensor:
         """The frozen decoder's low-res logits ``(B, 1, 4h, 4w)``, memoised by content when enabled."""

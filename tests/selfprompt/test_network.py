@@ -7,6 +7,7 @@ import torch
 from monai.data import Dataset
 
 from monai_sam.data import ClientPromptsd, load_and_preprocess, make_datalist
+from monai_sam.prompts import mask_prompts
 from monai_sam.selfprompt import SelfPromptNet, fit_pixel_classifier
 
 
@@ -81,3 +82,50 @@ def test_bad_options_are_named(tiny_backbone):
         SelfPromptNet(tiny_backbone, prompt="box+point")
     with pytest.raises(ValueError, match="features must be one of"):
         SelfPromptNet(tiny_backbone, features="pixels")
+    with pytest.raises(ValueError, match="thresholds must be probabilities"):
+        SelfPromptNet(tiny_backbone, thresholds=(0.5, 1.0))
+    with pytest.raises(ValueError, match="components must be >= 1"):
+        SelfPromptNet(tiny_backbone, components=0)
+    with pytest.raises(ValueError, match="box margins >= 0"):
+        SelfPromptNet(tiny_backbone, box_margin=[0.1, -0.1])
+    with pytest.raises(ValueError, match="box prompts only"):
+        SelfPromptNet(tiny_backbone, prompt="points+box", thresholds=(0.3, 0.5))
+
+
+def test_one_candidate_is_the_paper_path_unchanged(tiny_backbone, sample_polyp):
+    network = _fitted(tiny_backbone, sample_polyp, box_margin=0.1)
+    explicit = SelfPromptNet(tiny_backbone, box_margin=[0.1], thresholds=[0.5], components=1, decode_memo_size=0)
+    explicit.load_state_dict(network.state_dict())
+    assert explicit.candidates == 1
+    images = load_and_preprocess(tiny_backbone)(make_datalist(sample_polyp)[5])["image"][None]
+    with torch.no_grad():
+        assert torch.equal(network(images), explicit(images))
+        assert explicit.score_memo is None and network.score_memo.misses == 0  # nothing scored
+
+
+def test_several_candidates_prompt_with_the_box_of_highest_predicted_iou(tiny_backbone, sample_polyp, monkeypatch):
+    network = _fitted(tiny_backbone, sample_polyp, box_margin=[0.0, 0.2], thresholds=(0.3, 0.5), components=2)
+    assert network.candidates == 8
+    images = load_and_preprocess(tiny_backbone)(make_datalist(sample_polyp)[5])["image"][None]
+    with torch.no_grad():
+        embedding = tiny_backbone.encode(images)
+        coarse = network.coarse_logits(images, embedding)
+    candidates = network.candidate_masks(coarse[0, 0])
+    assert 1 <= len(candidates) <= 4 and all(c.any() for c in candidates)
+    scored = []
+
+    def fake_iou(embedding, boxes):
+        scored.append(boxes)
+        scores = torch.zeros(len(boxes))
+        scores[-1] = 1.0  # the last candidate, with the widest margin
+        return scores
+
+    monkeypatch.setattr(network, "_predicted_iou", fake_iou)
+    with torch.no_grad():
+        masks, margins = network.choose_prompt_masks(embedding, coarse)
+    assert len(scored[0]) == 2 * len(candidates) and margins == [0.2]
+    assert torch.equal(masks[0].cpu(), torch.as_tensor(candidates[-1]))
+    _, box = mask_prompts(masks, "box", 0.2)
+    expected, _ = tiny_backbone.decode(embedding, boxes=box)
+    with torch.no_grad():
+        assert torch.allclose(network(images), tiny_backbone.upscale_logits(expected))
