@@ -433,6 +433,13 @@ def merge_record(record: dict, summary: dict, extra: dict, epochs: dict, measure
     return merged
 
 
+def _retimed(extra: dict) -> str:
+    """The note of a method timed again by ``--update --retime``, with the bare encoder timed in that run."""
+    if extra.get("timed_beside_encoder_s") is None:
+        return ""
+    return f" (timed again then, when the bare encoder took {extra['timed_beside_encoder_s']:.2f} s per image)"
+
+
 def table(
     summary: dict, extra: dict, encoder_s: float, backbone: str, epochs: dict | None = None,
     measured: dict | None = None,
@@ -463,7 +470,9 @@ def table(
     if later:
         lines.append(
             "Re-measured after the full run (`--update`: same folds, data and backbone; seconds per image from the "
-            "full run's timing pass): " + "; ".join(f"{LABELS.get(m, m)} {when}" for m, when in later.items()) + "."
+            "full run's timing pass unless said): "
+            + "; ".join(f"{LABELS.get(m, m)} {when}{_retimed(extra[m])}" for m, when in later.items())
+            + "."
         )  # fmt: skip
     for bundle, chosen in (epochs or {}).items():
         lines.append(
@@ -535,6 +544,7 @@ def main(
     threads: int = 2,
     train_epochs: dict[str, int] | None = None,
     update: bool = False,
+    retime: bool = False,
     part: str = "test",
     overrides: dict[str, dict] | None = None,
 ) -> None:
@@ -547,6 +557,9 @@ def main(
     bundle) and keep every other method's figures from ``<figures_dir>/summary.json``; the re-measured methods'
     seconds per image and the encoder's are kept from the record too (no timing pass: the other methods' fold-0
     heads it compares against may be gone, and a different machine's timings must not share one column).
+    ``retime`` (with ``update``, after a change to a method's cost): time the re-measured methods again, and the bare
+    encoder beside them; the table's notes give that encoder time next to the method, since the column's others
+    come from the full run.
 
     ``part='val'``: score each fold's validation videos instead, to choose a lever (``overrides``: per method, bundle
     settings, e.g. ``{'imedsam': {'mc_samples': 8}}``); writes ``val_table.md`` and ``val_summary.json`` into
@@ -556,6 +569,8 @@ def main(
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if retime and not update:
+        raise ValueError("--retime re-times the methods of an --update; a full run times every method anyway")
     if part == "val" and (readme or update):
         raise ValueError("--part val chooses levers on validation videos: it writes no README and updates no record")
     torch.set_num_threads(threads)
@@ -586,11 +601,15 @@ def main(
     extra = {
         m: {
             "parameters": bench.trainable_parameters(m),
-            "seconds": None if update else bench.seconds_per_image(m),
+            "seconds": None if update and not retime else bench.seconds_per_image(m),
             "kvasir": bench.kvasir(m, Path(kvasir_dir)),
         }
         for m in summary
     }
+    if update and retime:  # this machine's encoder beside the new timings: the recorded encoder_s is another run's
+        encoder_now = bench.encoder_seconds()
+        for entry in extra.values():
+            entry["timed_beside_encoder_s"] = encoder_now
     figures = Path(figures_dir)
     when = f"on {datetime.date.today().isoformat()}" if update else FULL_RUN
     record = {"summary": summary, "extra": extra, "epochs": bench.selected_epochs(), "measured": {}}

@@ -73,8 +73,21 @@ def test_update_replaces_only_the_remeasured_method_and_keeps_recorded_timings(r
     assert merged["encoder_s"] == 1.25 and merged["epochs"] == record["epochs"]
     assert merged["measured"] == {"a": "in the full run", "b": "on 2026-12-03"}
     text = table(merged["summary"], merged["extra"], 1.25, "lite_medsam", measured=merged["measured"])
-    assert text.endswith("timing pass): b on 2026-12-03.")
+    assert text.endswith("unless said): b on 2026-12-03.")
     assert "Re-measured" not in table(first, record["extra"], 1.25, "lite_medsam")
     with pytest.raises(ValueError, match="c: not timed"):
         merge_record(record, {"c": again["b"]}, {"c": {"parameters": 0, "seconds": None, "kvasir": None}}, {},
                      {"c": "now"})  # fmt: skip
+
+
+def test_update_with_retime_records_the_new_timing_and_the_encoder_beside_it(rows):
+    record = {"summary": summarise(rows), "encoder_s": 1.25, "epochs": {},
+              "extra": {"a": {"parameters": 5, "seconds": 0.1, "kvasir": 0.5},
+                        "b": {"parameters": 0, "seconds": 0.2, "kvasir": None}}}  # fmt: skip
+    again = summarise([r for r in rows if r["method"] == "b"])
+    timed = {"b": {"parameters": 0, "seconds": 0.9, "kvasir": None, "timed_beside_encoder_s": 1.5}}
+    merged = merge_record(record, again, timed, {}, {"b": "on 2026-12-04"})
+    assert merged["extra"]["b"]["seconds"] == 0.9 and merged["extra"]["a"]["seconds"] == 0.1
+    text = table(merged["summary"], merged["extra"], merged["encoder_s"], "lite_medsam", measured=merged["measured"])
+    assert "| 0.900 |" in text and "encoder 1.25 s" in text
+    assert text.endswith("b on 2026-12-04 (timed again then, when the bare encoder took 1.50 s per image).")
