@@ -20,7 +20,7 @@ from monai_sam.networks import (
     merge_client_prompts,
     with_meta_of,
 )
-from monai_sam.prompts import PROMPT_TYPES, boxes_of_masks, clean_mask, expand_box, largest_components, mask_prompts
+from monai_sam.prompts import PROMPT_TYPES, clean_mask, largest_components, mask_prompts
 from monai_sam.utils import check_choice
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
@@ -92,8 +92,6 @@ class SelfPromptNet(HeadOnFrozenSam):
             raise ValueError(f"thresholds must be probabilities strictly between 0 and 1, got {list(thresholds)}")
         if self.components < 1 or not self.box_margins or min(self.box_margins) < 0:
             raise ValueError(f"components must be >= 1 and box margins >= 0, got {components} and {box_margin}")
-        if self.candidates > 1 and "points" in self.prompt:
-            raise ValueError(f"several candidate boxes are chosen among for box prompts only, not {self.prompt!r}")
         self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         self.score_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         channels = backbone.embed_dim * (1 + len(CONTEXT_SIZES) * ("context" in features)) + 3 * ("image" in features)
@@ -153,7 +151,7 @@ class SelfPromptNet(HeadOnFrozenSam):
 
         Where no threshold leaves a pixel, the one candidate is :meth:`coarse_to_prompt_masks`'s fallback.
         """
-        values = logits.cpu().numpy()
+        values = logits.detach().cpu().numpy()
         masks, seen = [], set()
         for threshold in self.thresholds:
             for component in largest_components(values > math.log(threshold / (1 - threshold)), self.components):
@@ -166,21 +164,27 @@ class SelfPromptNet(HeadOnFrozenSam):
     def choose_prompt_masks(self, embedding: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
         """Prompt masks ``(B, S, S)`` and their box margins: the candidates' best by the decoder's predicted IoU.
 
-        With one candidate this is :meth:`coarse_to_prompt_masks` and the one margin, decoded nowhere.
+        Each candidate is scored with the prompt it would give (its box, its deepest point or both); a points-only
+        prompt has no margin to choose. With one candidate this is :meth:`coarse_to_prompt_masks` and the one
+        margin, decoded nowhere.
         """
         if self.candidates == 1:
             return self.coarse_to_prompt_masks(coarse), [self.box_margins[0]] * coarse.shape[0]
-        masks, margins = [], []
+        prompt = "box" if self.prompt == "coarse" else self.prompt
+        margins = self.box_margins if "box" in prompt else self.box_margins[:1]
+        chosen_masks, chosen_margins = [], []
         for b in range(coarse.shape[0]):
             candidates = self.candidate_masks(coarse[b, 0])
-            tight, _ = boxes_of_masks(torch.as_tensor(np.stack(candidates)))
-            pairs = [(i, m) for i in range(len(candidates)) for m in self.box_margins]
-            boxes = np.stack([expand_box(tight[i].numpy(), m, candidates[i].shape) for i, m in pairs])
-            scores = self._predicted_iou(embedding[b : b + 1], torch.as_tensor(boxes).to(embedding.device))
-            best = int(torch.argmax(scores))  # ties: the first (threshold, component, margin) in the given order
-            masks.append(torch.as_tensor(candidates[pairs[best][0]]))
-            margins.append(pairs[best][1])
-        return torch.stack(masks).to(coarse.device), margins
+            pairs = [(i, m) for i in range(len(candidates)) for m in margins]
+            stacked = torch.as_tensor(np.stack([candidates[i] for i, _ in pairs]))
+            points, boxes = mask_prompts(stacked, prompt, [m for _, m in pairs])
+            device = embedding.device
+            points = None if points is None else (points[0].to(device), points[1].to(device))
+            boxes = None if boxes is None else boxes.to(device)
+            best = int(torch.argmax(self._predicted_iou(embedding[b : b + 1], points, boxes)))  # ties: the first
+            chosen_masks.append(stacked[best])
+            chosen_margins.append(pairs[best][1])
+        return torch.stack(chosen_masks).to(coarse.device), chosen_margins
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` preprocessed images -> ``(B, 1, S, S)`` input-frame logits (with the input's meta)."""
@@ -211,16 +215,20 @@ class SelfPromptNet(HeadOnFrozenSam):
             low_res = self._decode(embedding, points, boxes.to(low_res.device), mask_input=low_res)
         return self.backbone.upscale_logits(low_res)
 
-    def _predicted_iou(self, embedding: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """The decoder's predicted IoU ``(P,)`` of each box ``(P, 4)`` on one image's embedding ``(1, C, h, w)``;
-        only the scores are remembered (not the candidates' masks, which would fill memory)."""
+    def _predicted_iou(
+        self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The decoder's predicted IoU ``(P,)`` of ``P`` prompt sets (points ``((P, N, 2), (P, N))``, boxes
+        ``(P, 4)``) on one image's embedding ``(1, C, h, w)``; only the scores are remembered (not the candidates'
+        masks, which would fill memory)."""
 
         def score() -> tuple[torch.Tensor]:
-            return (self.backbone.decode(embedding, boxes=boxes)[1][:, 0],)
+            return (self.backbone.decode(embedding, points, boxes)[1][:, 0],)
 
         if self.score_memo is None:
             return score()[0]
-        return self.score_memo(score, embedding, boxes, extra=self.backbone.fingerprint)[0]
+        coords, labels = (None, None) if points is None else points
+        return self.score_memo(score, embedding, coords, labels, boxes, extra=self.backbone.fingerprint)[0]
 
     def _decode(self, embedding, points, boxes, mask_input=None) -> torch.Tensor:
         """The frozen decoder's low-res logits ``(B, 1, 4h, 4w)``, memoised by content when enabled."""

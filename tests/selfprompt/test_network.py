@@ -88,8 +88,6 @@ def test_bad_options_are_named(tiny_backbone):
         SelfPromptNet(tiny_backbone, components=0)
     with pytest.raises(ValueError, match="box margins >= 0"):
         SelfPromptNet(tiny_backbone, box_margin=[0.1, -0.1])
-    with pytest.raises(ValueError, match="box prompts only"):
-        SelfPromptNet(tiny_backbone, prompt="points+box", thresholds=(0.3, 0.5))
 
 
 def test_one_candidate_is_the_paper_path_unchanged(tiny_backbone, sample_polyp):
@@ -114,7 +112,8 @@ def test_several_candidates_prompt_with_the_box_of_highest_predicted_iou(tiny_ba
     assert 1 <= len(candidates) <= 4 and all(c.any() for c in candidates)
     scored = []
 
-    def fake_iou(embedding, boxes):
+    def fake_iou(embedding, points, boxes):
+        assert points is None
         scored.append(boxes)
         scores = torch.zeros(len(boxes))
         scores[-1] = 1.0  # the last candidate, with the widest margin
@@ -129,3 +128,23 @@ def test_several_candidates_prompt_with_the_box_of_highest_predicted_iou(tiny_ba
     expected, _ = tiny_backbone.decode(embedding, boxes=box)
     with torch.no_grad():
         assert torch.allclose(network(images), tiny_backbone.upscale_logits(expected))
+
+
+def test_candidates_are_scored_with_the_prompt_they_would_give(tiny_backbone, sample_polyp):
+    network = _fitted(tiny_backbone, sample_polyp, prompt="points+box", box_margin=[0.0, 0.2], thresholds=(0.3, 0.5))
+    images = load_and_preprocess(tiny_backbone)(make_datalist(sample_polyp)[5])["image"][None]
+    with torch.no_grad():
+        embedding = tiny_backbone.encode(images)
+        coarse = network.coarse_logits(images, embedding)
+        masks, margins = network.choose_prompt_masks(embedding, coarse)
+        candidates = network.candidate_masks(coarse[0, 0])
+        scores = []
+        for mask in candidates:
+            for margin in (0.0, 0.2):
+                points, box = mask_prompts(torch.as_tensor(mask)[None], "points+box", margin)
+                scores.append(float(tiny_backbone.decode(embedding, points, box)[1][0, 0]))
+    best = max(range(len(scores)), key=scores.__getitem__)
+    assert torch.equal(masks[0].cpu(), torch.as_tensor(candidates[best // 2])) and margins == [(0.0, 0.2)[best % 2]]
+    assert network.score_memo.misses == 1
+    first = network(images)
+    assert torch.equal(first, network(images)) and network.score_memo.hits >= 1
