@@ -198,8 +198,11 @@ class SelfPromptNet(HeadOnFrozenSam):
         coarse = self.coarse_logits(images, embedding, frames)
         if self.prompt == "coarse" and not any(client):
             return coarse
-        prompt_masks, margins = self.choose_prompt_masks(embedding, coarse)
         prompt = "box" if self.prompt == "coarse" else self.prompt
+        if prompt == "box" and client and all(p.box is not None for p in client):  # the client's boxes win: no choice
+            prompt_masks, margins = self.coarse_to_prompt_masks(coarse), [self.box_margins[0]] * coarse.shape[0]
+        else:
+            prompt_masks, margins = self.choose_prompt_masks(embedding, coarse)
         points, boxes = mask_prompts(prompt_masks, prompt, margins)
         points, boxes = merge_client_prompts(points, boxes, client)
         points = None if points is None else (points[0].to(embedding.device), points[1].to(embedding.device))

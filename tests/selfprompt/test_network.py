@@ -148,3 +148,17 @@ def test_candidates_are_scored_with_the_prompt_they_would_give(tiny_backbone, sa
     assert network.score_memo.misses == 1
     first = network(images)
     assert torch.equal(first, network(images)) and network.score_memo.hits >= 1
+
+
+def test_a_client_box_for_every_image_skips_the_candidates(tiny_backbone, sample_polyp):
+    network = _fitted(tiny_backbone, sample_polyp, box_margin=[0.1, 0.3], thresholds=(0.3, 0.5))
+    chain = load_and_preprocess(tiny_backbone, client_prompts=True)
+    item = make_datalist(sample_polyp)[5]
+    with torch.no_grad():
+        boxed = network(chain({**item, "roi": [0, 0, 40, 30]})["image"][None])
+        embedding = tiny_backbone.encode(chain(item)["image"][None])
+        expected, _ = tiny_backbone.decode(embedding, boxes=torch.tensor([[0.0, 0.0, 16.0, 12.0]]))
+    assert torch.allclose(boxed, tiny_backbone.upscale_logits(expected)) and network.score_memo.misses == 0
+    with torch.no_grad():
+        network(chain(item)["image"][None])
+    assert network.score_memo.misses == 1  # without a client box the candidates are scored
