@@ -65,10 +65,7 @@ def largest_components(mask: np.ndarray, count: int, iterations: int = 1) -> lis
     The opening is :func:`clean_mask`'s (falls back to the mask where it would empty it); ties in size keep the
     components' label order (row-major first pixel). An empty mask gives no component.
     """
-    mask = np.asarray(mask, dtype=bool)
-    opened = ndimage.binary_dilation(ndimage.binary_erosion(mask, iterations=iterations), iterations=iterations)
-    opened = opened if opened.any() else mask
-    labels, n = ndimage.label(opened, structure=np.ones((3, 3), dtype=bool))
+    labels, n = ndimage.label(_opened(mask, iterations), structure=np.ones((3, 3), dtype=bool))
     if n == 0:
         return []
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
@@ -78,10 +75,14 @@ def largest_components(mask: np.ndarray, count: int, iterations: int = 1) -> lis
 
 def clean_mask(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Morphological opening (erode then dilate) and largest component; falls back to the input if emptied."""
+    return largest_component(_opened(mask, iterations))
+
+
+def _opened(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """The boolean ``(H, W)`` mask opened (erode then dilate), or the mask itself where the opening empties it."""
     mask = np.asarray(mask, dtype=bool)
     opened = ndimage.binary_dilation(ndimage.binary_erosion(mask, iterations=iterations), iterations=iterations)
-    opened = opened if opened.any() else mask
-    return largest_component(opened)
+    return opened if opened.any() else mask
 
 
 def mask_to_point(mask: np.ndarray) -> np.ndarray | None:
