@@ -66,6 +66,9 @@ class SelfPromptNet(HeadOnFrozenSam):
             makes one candidate per margin.
         thresholds: coarse probabilities above which a pixel is foreground, one candidate mask each (0.5 = the
             paper's logit 0).
+        relative_thresholds: fractions of the image's highest coarse probability above which a pixel is
+            foreground, one candidate mask each after the absolute ones (for frames where the classifier is unsure
+            everywhere; empty = none, the paper).
         components: the largest this many components of each thresholded mask are candidates (1 = the paper).
         decode_memo_size: decoder outputs remembered (0 = none); the candidates' IoU scores likewise.
     """
@@ -78,6 +81,7 @@ class SelfPromptNet(HeadOnFrozenSam):
         refine: int = 0,
         box_margin: float | Sequence[float] = 0.0,
         thresholds: Sequence[float] = (0.5,),
+        relative_thresholds: Sequence[float] = (),
         components: int = 1,
         decode_memo_size: int = 1024,
     ) -> None:
@@ -87,9 +91,14 @@ class SelfPromptNet(HeadOnFrozenSam):
         self.refine = int(refine)
         self.box_margin = box_margin if isinstance(box_margin, Sequence) else float(box_margin)
         self.thresholds = tuple(float(t) for t in thresholds)
+        self.relative_thresholds = tuple(float(t) for t in relative_thresholds)
         self.components = int(components)
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds must be probabilities strictly between 0 and 1, got {list(thresholds)}")
+        if not all(0.0 < t < 1.0 for t in self.relative_thresholds):
+            raise ValueError(
+                f"relative_thresholds must be fractions strictly between 0 and 1, got {list(relative_thresholds)}"
+            )
         if self.components < 1 or not self.box_margins or min(self.box_margins) < 0:
             raise ValueError(f"components must be >= 1 and box margins >= 0, got {components} and {box_margin}")
         self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
@@ -133,7 +142,8 @@ class SelfPromptNet(HeadOnFrozenSam):
     @property
     def candidates(self) -> int:
         """Candidate boxes per image at most (1: the paper's single box, no choice)."""
-        return len(self.thresholds) * self.components * len(self.box_margins)
+        thresholds = len(self.thresholds) + len(self.relative_thresholds)
+        return thresholds * self.components * len(self.box_margins)
 
     def coarse_to_prompt_masks(self, coarse: torch.Tensor) -> torch.Tensor:
         """``(B, 1, S, S)`` coarse logits -> ``(B, S, S)`` cleaned, non-empty boolean masks."""
@@ -149,12 +159,15 @@ class SelfPromptNet(HeadOnFrozenSam):
     def candidate_masks(self, logits: torch.Tensor) -> list[np.ndarray]:
         """``(S, S)`` coarse logits -> the distinct candidate masks: per threshold, its largest components.
 
-        Where no threshold leaves a pixel, the one candidate is :meth:`coarse_to_prompt_masks`'s fallback.
+        The absolute thresholds come first, then the relative ones (a fraction of the highest probability, as a
+        logit). Where no threshold leaves a pixel, the one candidate is :meth:`coarse_to_prompt_masks`'s fallback.
         """
         values = logits.detach().cpu().numpy()
+        highest = float(torch.sigmoid(logits.detach().max()))
+        cutoffs = list(self.thresholds) + [fraction * highest for fraction in self.relative_thresholds]
         masks, seen = [], set()
-        for threshold in self.thresholds:
-            for component in largest_components(values > math.log(threshold / (1 - threshold)), self.components):
+        for cutoff in (c for c in cutoffs if c > 0):  # a probability of exactly 0 leaves no relative cutoff
+            for component in largest_components(values > math.log(cutoff / (1 - cutoff)), self.components):
                 key = np.packbits(component).tobytes()
                 if key not in seen:
                     seen.add(key)
@@ -178,10 +191,12 @@ class SelfPromptNet(HeadOnFrozenSam):
             pairs = [(i, m) for i in range(len(candidates)) for m in margins]
             stacked = torch.as_tensor(np.stack([candidates[i] for i, _ in pairs]))
             points, boxes = mask_prompts(stacked, prompt, [m for _, m in pairs])
+            distinct = _distinct_prompts(points, boxes)  # masks that differ may still give the same box
             device = embedding.device
-            points = None if points is None else (points[0].to(device), points[1].to(device))
-            boxes = None if boxes is None else boxes.to(device)
-            best = int(torch.argmax(self._predicted_iou(embedding[b : b + 1], points, boxes)))  # ties: the first
+            points = None if points is None else (points[0][distinct].to(device), points[1][distinct].to(device))
+            boxes = None if boxes is None else boxes[distinct].to(device)
+            scores = self._predicted_iou(embedding[b : b + 1], points, boxes)
+            best = distinct[int(torch.argmax(scores))]  # ties: the first
             chosen_masks.append(stacked[best])
             chosen_margins.append(pairs[best][1])
         return torch.stack(chosen_masks).to(coarse.device), chosen_margins
@@ -244,3 +259,14 @@ class SelfPromptNet(HeadOnFrozenSam):
         coords, labels = points if points is not None else (None, None)
         inputs = (embedding, coords, labels, boxes, mask_input)
         return self.decode_memo(decode, *inputs, extra=self.backbone.fingerprint)[0]
+
+
+def _distinct_prompts(points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None) -> list[int]:
+    """Indices of the first of each distinct prompt among ``P`` candidates (points ``((P, N, 2), (P, N))``,
+    boxes ``(P, 4)``), in order: an identical prompt gives an identical mask and score, so it is decoded once."""
+    parts = [t.flatten(1) for t in ([] if points is None else list(points)) + ([] if boxes is None else [boxes])]
+    keys = torch.cat([t.float().cpu() for t in parts], dim=1)
+    first: dict[tuple, int] = {}
+    for index, key in enumerate(map(tuple, keys.tolist())):
+        first.setdefault(key, index)
+    return list(first.values())

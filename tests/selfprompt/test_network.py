@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from monai.data import Dataset
 
 from monai_sam.data import ClientPromptsd, load_and_preprocess, make_datalist
-from monai_sam.prompts import mask_prompts
+from monai_sam.prompts import largest_components, mask_prompts
 from monai_sam.selfprompt import SelfPromptNet, fit_pixel_classifier
 
 
@@ -84,6 +85,8 @@ def test_bad_options_are_named(tiny_backbone):
         SelfPromptNet(tiny_backbone, features="pixels")
     with pytest.raises(ValueError, match="thresholds must be probabilities"):
         SelfPromptNet(tiny_backbone, thresholds=(0.5, 1.0))
+    with pytest.raises(ValueError, match="relative_thresholds must be fractions"):
+        SelfPromptNet(tiny_backbone, relative_thresholds=(0.5, 0.0))
     with pytest.raises(ValueError, match="components must be >= 1"):
         SelfPromptNet(tiny_backbone, components=0)
     with pytest.raises(ValueError, match="box margins >= 0"):
@@ -162,3 +165,62 @@ def test_a_client_box_for_every_image_skips_the_candidates(tiny_backbone, sample
     with torch.no_grad():
         network(chain(item)["image"][None])
     assert network.score_memo.misses == 1  # without a client box the candidates are scored
+
+
+def _cleaned_square(size: int, region: tuple[slice, slice]) -> np.ndarray:
+    """The boolean square as a candidate mask is cleaned (opened: its four corner pixels go)."""
+    square = np.zeros((size, size), dtype=bool)
+    square[region] = True
+    return largest_components(square, 1)[0]
+
+
+def _probability_logits(size: int, regions: list[tuple[slice, slice, float]]) -> torch.Tensor:
+    """``(size, size)`` coarse logits: probability 0.001 everywhere, then each region set to its probability."""
+    probability = torch.full((size, size), 0.001)
+    for rows, cols, value in regions:
+        probability[rows, cols] = value
+    return torch.logit(probability)
+
+
+def test_relative_thresholds_find_a_region_the_classifier_is_unsure_of(tiny_backbone):
+    # The classifier's best guess peaks at 0.2: no absolute threshold keeps a pixel, the relative ones do.
+    core, halo = (slice(20, 40), slice(20, 40)), (slice(10, 50), slice(10, 50))
+    logits = _probability_logits(64, [(*halo, 0.07), (*core, 0.2)])
+    absolute = SelfPromptNet(tiny_backbone, thresholds=(0.3, 0.5), components=1, box_margin=[0.1, 0.2])
+    relative = SelfPromptNet(
+        tiny_backbone, thresholds=(0.3, 0.5), relative_thresholds=(0.5, 0.25), components=1, box_margin=[0.1, 0.2]
+    )
+    assert absolute.candidates == 4 and relative.candidates == 8
+    masks = relative.candidate_masks(logits)  # above 0.1 (half the peak): the core; above 0.05: core and halo
+    assert len(masks) == 2
+    assert np.array_equal(masks[0], _cleaned_square(64, core)) and np.array_equal(masks[1], _cleaned_square(64, halo))
+    assert len(absolute.candidate_masks(logits)) == 1  # only the fallback (above half the peak)
+
+
+def test_relative_candidates_follow_the_absolute_ones_without_duplicates(tiny_backbone):
+    # Peak 0.9: above 0.45 (half the peak) is the same region as above 0.5, so it is not a second candidate.
+    core, halo = (slice(20, 40), slice(20, 40)), (slice(10, 50), slice(10, 50))
+    logits = _probability_logits(64, [(*halo, 0.3), (*core, 0.9)])
+    network = SelfPromptNet(tiny_backbone, thresholds=(0.5,), relative_thresholds=(0.5, 0.25), components=1)
+    masks = network.candidate_masks(logits)
+    assert len(masks) == 2  # 0.5 -> core, 0.45 -> core again (dropped), 0.225 -> core and halo
+    assert np.array_equal(masks[0], _cleaned_square(64, core)) and np.array_equal(masks[1], _cleaned_square(64, halo))
+
+
+def test_candidates_with_the_same_box_are_decoded_once(tiny_backbone, monkeypatch):
+    network = SelfPromptNet(tiny_backbone, box_margin=[0.0, 0.2], thresholds=(0.3, 0.5), components=1)
+    solid = np.zeros((64, 64), dtype=bool)
+    solid[20:40, 10:50] = True
+    holed = solid.copy()
+    holed[28:32, 28:32] = False  # another mask, the same box
+    monkeypatch.setattr(network, "candidate_masks", lambda logits: [solid, holed])
+    scored = []
+
+    def fake_iou(embedding, points, boxes):
+        scored.append(boxes)
+        return torch.arange(len(boxes), dtype=torch.float)  # the last distinct prompt: margin 0.2
+
+    monkeypatch.setattr(network, "_predicted_iou", fake_iou)
+    masks, margins = network.choose_prompt_masks(torch.zeros(1, 8, 16, 16), torch.zeros(1, 1, 64, 64))
+    assert len(scored[0]) == 2  # four (mask, margin) pairs, two distinct boxes
+    assert margins == [0.2] and np.array_equal(masks[0].numpy(), solid)  # the first mask with that box
