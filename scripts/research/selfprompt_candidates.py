@@ -29,10 +29,17 @@ from tqdm import tqdm
 
 from benchmarks.common import SHARED_DATA, bundle_parser
 from benchmarks.results import Benchmark
-from monai_sam.prompts import mask_prompts
+from monai_sam.prompts import largest_components, mask_prompts
 
-FIELDS = ("fold", "seed", "id", "candidate", "margin", "pred_iou", "stability", "coarse_dice",
+FIELDS = ("fold", "seed", "id", "family", "candidate", "margin", "pred_iou", "stability", "coarse_dice",
           "coarse_prob", "area", "dice")  # fmt: skip
+
+# ``record --wide``: candidate families named before the run. ``abs@t``: the coarse probability above ``t``
+# (0.4.0 ships abs@0.3 and abs@0.5); ``rel@r``: above ``r`` x the image's highest coarse probability (for frames
+# where the classifier is unsure everywhere); ``whole``: the whole image's box (when the classifier points at
+# the wrong place). Every mask family gives its two largest components, each boxed with the shipped margins.
+WIDE_ABSOLUTE = (0.3, 0.5, 0.15)  # the shipped two first: a mask two families share keeps the first's tag
+WIDE_RELATIVE = (0.5, 0.25)
 
 
 def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -50,20 +57,40 @@ def _letterboxed_label(label: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
+def wide_candidates(probability: torch.Tensor, valid: torch.Tensor, components: int) -> list[tuple[str, np.ndarray]]:
+    """``(S, S)`` coarse probability -> ``(family, mask)`` pairs of every family above, duplicates dropped."""
+    out, seen = [], set()
+    values = probability.numpy()
+    thresholds = [(f"abs@{t}", t) for t in WIDE_ABSOLUTE]
+    thresholds += [(f"rel@{r}", r * float(values.max())) for r in WIDE_RELATIVE]
+    for family, threshold in thresholds:
+        for component in largest_components(values > threshold, components):
+            key = np.packbits(component).tobytes()
+            if key not in seen:
+                seen.add(key)
+                out.append((family, component))
+    out.append(("whole", valid.numpy()))
+    return out
+
+
 def record(
     work_dir: str = "runs/sp_candidates",
     dataset_dir: str = str(SHARED_DATA / "polyp" / "CVC-ClinicDB"),
     cache_dir: str = ".cache/emb",
     threads: int = 2,
+    wide: bool = False,
 ) -> None:
-    """Fit the validation shots (as ``benchmarks.results --part val``) and record every candidate's figures."""
+    """Fit the validation shots (as ``benchmarks.results --part val``) and record every candidate's figures.
+
+    ``wide``: the families of ``wide_candidates`` (into ``candidates_wide.csv``) instead of the shipped twelve.
+    """
     torch.set_num_threads(threads)
     bench = Benchmark(dataset_dir, work_dir, cache_dir, "lite_medsam", part="val")
     bench.check_settings("lite_medsam")
     bench._evaluate = lambda *args, **kwargs: None  # fit only: the candidates are scored below
     bench._rows = lambda *args, **kwargs: []
     bench.run_self_prompt()
-    out = Path(work_dir) / "candidates.csv"
+    out = Path(work_dir) / ("candidates_wide.csv" if wide else "candidates.csv")
     with open(out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
@@ -86,8 +113,15 @@ def record(
                         embedding = net.backbone.encode(image)
                         coarse = net.coarse_logits(image, embedding)
                         probability = torch.sigmoid(coarse[0, 0])
-                        candidates = net.candidate_masks(coarse[0, 0])
+                        if wide:
+                            valid = coarse[0, 0] > -1e3  # the letterbox padding is -1e4
+                            tagged = wide_candidates(probability, valid, net.components)
+                        else:
+                            tagged = [("shipped", m) for m in net.candidate_masks(coarse[0, 0])]
+                        candidates = [m for _, m in tagged]
                         pairs = [(i, m) for i in range(len(candidates)) for m in margins]
+                        pairs = [(i, m if tagged[i][0] != "whole" else 0.0) for i, m in pairs]
+                        pairs = list(dict.fromkeys(pairs))  # the whole image's box once
                         stacked = torch.as_tensor(np.stack([candidates[i] for i, _ in pairs]))
                         _, boxes = mask_prompts(stacked, "box", [m for _, m in pairs])
                         low_res, iou = net.backbone.decode(embedding, None, boxes)
@@ -100,6 +134,7 @@ def record(
                                 "fold": fold,
                                 "seed": seed,
                                 "id": item["id"],
+                                "family": tagged[i][0],
                                 "candidate": i,
                                 "margin": margin,
                                 "pred_iou": float(iou[k, 0]),
@@ -123,6 +158,49 @@ RULES = {
 }
 
 
+WIDE_SETS = {
+    "shipped (abs@0.3, abs@0.5)": ("abs@0.3", "abs@0.5"),
+    "+ rel@0.5, rel@0.25": ("abs@0.3", "abs@0.5", "rel@0.5", "rel@0.25"),
+    "+ whole": ("abs@0.3", "abs@0.5", "whole"),
+    "+ rel + whole": ("abs@0.3", "abs@0.5", "rel@0.5", "rel@0.25", "whole"),
+    "+ abs@0.15 + rel + whole": ("abs@0.3", "abs@0.5", "abs@0.15", "rel@0.5", "rel@0.25", "whole"),
+}
+
+
+def _mean_std(runs: dict[tuple, list[float]]) -> tuple[float, float]:
+    means = [sum(v) / len(v) for v in runs.values()]
+    mean = sum(means) / len(means)
+    return mean, math.sqrt(sum((m - mean) ** 2 for m in means) / (len(means) - 1))
+
+
+def analyse_wide(work_dir: str = "runs/sp_candidates") -> None:
+    """Per candidate set of ``WIDE_SETS``: Dice of the predicted-IoU choice and of the best candidate (bound)."""
+    rows = list(csv.DictReader(open(Path(work_dir) / "candidates_wide.csv")))
+    images: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        row["pred_iou"], row["dice"] = float(row["pred_iou"]), float(row["dice"])
+        images[(row["fold"], row["seed"], row["id"])].append(row)
+    for name, families in WIDE_SETS.items():
+        chosen: dict[tuple, list[float]] = defaultdict(list)
+        bound: dict[tuple, list[float]] = defaultdict(list)
+        won: dict[str, int] = defaultdict(int)
+        for (fold, seed, _), candidates in images.items():
+            kept = [r for r in candidates if r["family"] in families]
+            if not kept:  # nothing above any threshold: the network boxes the region above half the highest
+                first = min(int(r["candidate"]) for r in candidates if r["family"] == "rel@0.5")
+                kept = [r for r in candidates if int(r["candidate"]) == first]
+            best = max(kept, key=lambda r: r["pred_iou"])  # ties: the first, as the network does
+            won[best["family"]] += 1
+            chosen[(fold, seed)].append(best["dice"])
+            bound[(fold, seed)].append(max(r["dice"] for r in kept))
+        (mean, std), (upper, _) = _mean_std(chosen), _mean_std(bound)
+        per_fold = defaultdict(list)
+        for (fold, _), values in chosen.items():
+            per_fold[fold].extend(values)
+        folds = ", ".join(f"{sum(v) / len(v):.3f}" for _, v in sorted(per_fold.items()))
+        print(f"{name:<28} {mean:.4f} ± {std:.4f}  bound {upper:.4f}  per fold {folds}  chosen {dict(won)}")
+
+
 def analyse(work_dir: str = "runs/sp_candidates") -> None:
     """Dice of each rule's choice: per image, mean per fold and seed, then mean +- std over the 15 runs."""
     rows = list(csv.DictReader(open(Path(work_dir) / "candidates.csv")))
@@ -144,4 +222,4 @@ def analyse(work_dir: str = "runs/sp_candidates") -> None:
 
 
 if __name__ == "__main__":
-    fire.Fire({"record": record, "analyse": analyse})
+    fire.Fire({"record": record, "analyse": analyse, "analyse_wide": analyse_wide})
