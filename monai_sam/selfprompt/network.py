@@ -67,8 +67,8 @@ class SelfPromptNet(HeadOnFrozenSam):
         thresholds: coarse probabilities above which a pixel is foreground, one candidate mask each (0.5 = the
             paper's logit 0).
         relative_thresholds: fractions of the image's highest coarse probability above which a pixel is
-            foreground, one candidate mask each after the absolute ones (for frames where the classifier is unsure
-            everywhere; empty = none, the paper).
+            foreground, one candidate mask each after the absolute ones: a looser cut that follows each image's
+            confidence, which the decoder often trusts on under-segmented frames (empty = none, the paper).
         components: the largest this many components of each thresholded mask are candidates (1 = the paper).
         decode_memo_size: decoder outputs remembered (0 = none); the candidates' IoU scores likewise.
     """
