@@ -36,8 +36,9 @@ FIELDS = ("fold", "seed", "id", "family", "candidate", "margin", "pred_iou", "st
 
 # ``record --wide``: candidate families named before the run. ``abs@t``: the coarse probability above ``t``
 # (0.4.0 ships abs@0.3 and abs@0.5); ``rel@r``: above ``r`` x the image's highest coarse probability (named for
-# frames where the classifier is unsure everywhere; the journal found its gain elsewhere); ``whole``: the whole image's box (when the classifier points at
-# the wrong place). Every mask family gives its two largest components, each boxed with the shipped margins.
+# frames where the classifier is unsure everywhere; the journal found its gain elsewhere); ``whole``: the whole
+# image's box (when the classifier points at the wrong place). Every mask family gives its two largest
+# components, each boxed with the shipped margins.
 WIDE_ABSOLUTE = (0.3, 0.5, 0.15)  # the shipped two first: a mask two families share keeps the first's tag
 WIDE_RELATIVE = (0.5, 0.25)
 
