@@ -15,6 +15,7 @@ from monai_sam.networks import (
 )
 from monai_sam.promise.apm_cross import APMCross
 from monai_sam.promise.apm_resnet import APMResNet
+from monai_sam.promise.candidates import objectness_candidate_boxes, valid_grid
 from monai_sam.promise.gt_prompts import gt_prompts
 from monai_sam.promise.ips import IPS
 from monai_sam.promise.prompt_head import point_labels
@@ -79,6 +80,11 @@ class ProMISeNet(HeadOnFrozenSam):
         refine_min_agreement: keep a refined mask only where its Dice with the previous mask is at least
             this (per image; ``0`` always keeps it). Guards against a wrong largest component: the
             refined box then segments something else and the two masks disagree.
+        box_candidates: at evaluation, with the dense box head, more boxes beside the APM's from its objectness
+            map (keys of :func:`~monai_sam.promise.candidates.objectness_candidate_boxes`: ``thresholds``,
+            ``relative_thresholds``, ``components``, ``margins``); every box is decoded once and the one the
+            frozen decoder's IoU head scores highest prompts the final pass (and the refinement after it).
+            ``None`` or ``{}``: the APM's box alone (the paper). Not in the paper; never applied in training.
 
     ``forward(images (B, 3, S, S), label (B, 1, S, S) | None)`` -> logits ``(B, 1, S, S)`` in the input
     frame, carrying the input's MONAI meta.
@@ -99,6 +105,7 @@ class ProMISeNet(HeadOnFrozenSam):
         refine_margin: float = 0.0,
         refine_mask_input: bool = False,
         refine_min_agreement: float = 0.0,
+        box_candidates: dict | None = None,
     ) -> None:
         super().__init__(backbone)
         if mode not in MODES:
@@ -114,6 +121,7 @@ class ProMISeNet(HeadOnFrozenSam):
         self.refine_margin = float(refine_margin)
         self.refine_mask_input = bool(refine_mask_input)
         self.refine_min_agreement = float(refine_min_agreement)
+        self.box_candidates = check_box_candidates(box_candidates)
         if apm_input not in APM_INPUTS:
             raise ValueError(f"apm_input must be one of {', '.join(APM_INPUTS)}; got {apm_input!r}")
         self.apm_input = apm_input
@@ -183,6 +191,38 @@ class ProMISeNet(HeadOnFrozenSam):
         low_res, _ = self.backbone.decode(embedding, points, boxes, mask_input, mask_token_shift=shift)
         return low_res
 
+    def choose_boxes(
+        self,
+        images: torch.Tensor,
+        embedding: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor,
+        shift: torch.Tensor | None,
+        apm_out: dict,
+    ) -> torch.Tensor:
+        """``(B, 4)`` boxes: per image the best of the APM's box ``boxes[b]`` and the objectness map's candidates,
+        by the frozen decoder's predicted IoU (with the image's points and IPS shift); ties keep the APM's box."""
+        size = self.backbone.input_size
+        grid = tuple(apm_out["objectness"].shape[-2:])
+        chosen = []
+        for b, frame in enumerate(letterboxes_of(images, size)):
+            extra = objectness_candidate_boxes(
+                apm_out["objectness"][b, 0], apm_out["location_boxes"][b], valid_grid(frame.valid_region(), grid),
+                size, **self.box_candidates,
+            )  # fmt: skip
+            candidates = torch.cat([boxes[b : b + 1], extra.to(boxes)])
+            count = candidates.shape[0]
+            if count == 1:
+                chosen.append(boxes[b])
+                continue
+            repeat = None if points is None else (points[0][b : b + 1].expand(count, -1, -1),
+                                                  points[1][b : b + 1].expand(count, -1))  # fmt: skip
+            step_shift = None if shift is None else shift[b : b + 1].expand(count, -1, -1)
+            _, iou = self.backbone.decode(embedding[b : b + 1].expand(count, -1, -1, -1), repeat, candidates,
+                                          None, mask_token_shift=step_shift)  # fmt: skip
+            chosen.append(candidates[int(torch.argmax(iou[:, 0]))])
+        return torch.stack(chosen)
+
     def forward(
         self, images: torch.Tensor, label: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor | None]:
@@ -196,6 +236,8 @@ class ProMISeNet(HeadOnFrozenSam):
         else:
             points, boxes, apm_out = self.prompts(images, features, label)
         shift = self.ips(embedding) if self.ips is not None else None
+        if self.box_candidates and not self.training and "objectness" in apm_out and boxes is not None:
+            boxes = self.choose_boxes(images, embedding, points, boxes, shift, apm_out)
         low_res = self.decode(embedding, points, boxes, shift)
         logits = self.backbone.upscale_logits(low_res)
         if self.training:
@@ -213,6 +255,21 @@ class ProMISeNet(HeadOnFrozenSam):
             low_res = torch.where(keep[:, None, None, None], new_low, low_res)
             logits = torch.where(keep[:, None, None, None], new_logits, logits)
         return with_meta_of(logits, images)
+
+
+def check_box_candidates(options: dict | None) -> dict:
+    """``box_candidates`` checked: ``{}`` (off) or the keyword arguments of ``objectness_candidate_boxes``."""
+    options = dict(options or {})
+    allowed = {"thresholds", "relative_thresholds", "components", "margins"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"box_candidates takes {sorted(allowed)}; got unknown keys {unknown}")
+    cuts = [*options.get("thresholds", (0.5,)), *options.get("relative_thresholds", ())]
+    if options and (not cuts or not all(0.0 < float(c) < 1.0 for c in cuts)):
+        raise ValueError(f"box_candidates thresholds must lie strictly between 0 and 1; got {cuts}")
+    if int(options.get("components", 2)) < 1 or any(float(m) < 0 for m in options.get("margins", ())):
+        raise ValueError(f"box_candidates needs components >= 1 and margins >= 0; got {options}")
+    return options
 
 
 def _client_prompt_tensors(client: list, device: torch.device):
