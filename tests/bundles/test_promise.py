@@ -145,3 +145,12 @@ def test_multi_gpu_config_runs_two_processes_with_gloo_on_cpu(tmp_path, sample_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["trainer"] == {"epoch": 1, "iteration": 2}
     assert (tmp_path / "ckpt" / "model.pt").is_file()
+
+
+def test_box_candidates_reach_the_network_from_both_configs(sample_polyp):
+    chosen = {"thresholds": [0.5], "relative_thresholds": [0.25], "components": 2}
+    for configs in (("inference.json",), ("train.json", "evaluate.json")):
+        default = bundle_parser("promise", *configs, dataset_dir=sample_polyp, apm=TINY_APM)
+        assert default.get_parsed_content("network_def").box_candidates == {}
+        parser = bundle_parser("promise", *configs, dataset_dir=sample_polyp, apm=TINY_APM, box_candidates=chosen)
+        assert parser.get_parsed_content("network_def").box_candidates == chosen, configs
