@@ -20,6 +20,7 @@ __all__ = [
     "PROMPT_TYPES",
     "boxes_of_masks",
     "clean_mask",
+    "distinct_components",
     "expand_box",
     "largest_component",
     "largest_components",
@@ -71,6 +72,20 @@ def largest_components(mask: np.ndarray, count: int, iterations: int = 1) -> lis
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     order = np.argsort(-sizes, kind="stable")[:count]
     return [labels == (k + 1) for k in order]
+
+
+def distinct_components(scores: np.ndarray, cutoffs: Sequence[float], count: int) -> list[np.ndarray]:
+    """Per cutoff in order, the ``count`` largest components (:func:`largest_components`) of ``scores > cutoff``;
+    a component an earlier cutoff already gave is not repeated. ``scores`` ``(H, W)`` and the cutoffs share a scale
+    (probabilities, logits)."""
+    out, seen = [], set()
+    for cutoff in cutoffs:
+        for component in largest_components(scores > cutoff, count):
+            key = np.packbits(component).tobytes()
+            if key not in seen:
+                seen.add(key)
+                out.append(component)
+    return out
 
 
 def clean_mask(mask: np.ndarray, iterations: int = 1) -> np.ndarray:

@@ -90,3 +90,16 @@ def test_box_margin_can_differ_per_mask():
     assert boxes[1].tolist() == pytest.approx([8.0, 16.0, 32.0, 64.0])
     with pytest.raises(ValueError):
         mask_prompts(masks, "box", box_margin=[0.1])  # one margin for two masks
+
+
+def test_distinct_components_keeps_cut_order_and_drops_repeats():
+    from monai_sam.prompts import distinct_components
+
+    scores = np.zeros((12, 12), dtype=np.float32)
+    scores[1:5, 1:5] = 0.9  # strong blob
+    scores[7:11, 7:11] = 0.4  # weak blob
+    first = distinct_components(scores, [0.5], count=2)
+    assert len(first) == 1 and first[0][2, 2] and not first[0][8, 8]
+    both = distinct_components(scores, [0.5, 0.3], count=2)  # the strong blob comes again at 0.3: kept once
+    assert len(both) == 2 and both[1][8, 8] and not both[1][2, 2]
+    assert distinct_components(scores, [0.95], count=2) == []

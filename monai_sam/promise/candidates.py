@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from monai_sam.prompts import expand_box, largest_components
+from monai_sam.prompts import distinct_components, expand_box
 
 __all__ = ["objectness_candidate_boxes", "valid_grid"]
 
@@ -62,20 +62,14 @@ def objectness_candidate_boxes(
     cutoffs = [float(t) for t in thresholds] + [float(r) * highest for r in relative_thresholds]
     h, w = probability.shape
     out: list[np.ndarray] = []
-    seen: set[bytes] = set()
-    for cutoff in (c for c in cutoffs if c > 0):
-        for component in largest_components((probability > cutoff).numpy(), components):
-            key = np.packbits(component).tobytes()
-            if key in seen:
-                continue
-            seen.add(key)
-            weight = probability * torch.as_tensor(component)
-            weighted = (boxes * weight).flatten(1).sum(1) / weight.sum().clamp_min(1e-6)
-            out.append(weighted.numpy() * size)
-            rows, cols = np.nonzero(component)
-            cells = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
-            tight = cells * np.array([size / w, size / h, size / w, size / h], np.float32)
-            out += [expand_box(tight, margin, (size, size)) for margin in margins]
+    for component in distinct_components(probability.numpy(), [c for c in cutoffs if c > 0], components):
+        weight = probability * torch.as_tensor(component)
+        weighted = (boxes * weight).flatten(1).sum(1) / weight.sum().clamp_min(1e-6)
+        out.append(weighted.numpy() * size)
+        rows, cols = np.nonzero(component)
+        cells = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
+        tight = cells * np.array([size / w, size / h, size / w, size / h], np.float32)
+        out += [expand_box(tight, margin, (size, size)) for margin in margins]
     if not out:
         return torch.zeros(0, 4)
     return torch.as_tensor(np.stack(out).astype(np.float32)).clamp(0, size)

@@ -133,6 +133,11 @@ class ProMISeNet(HeadOnFrozenSam):
         self.ips: IPS | None = None
         if "IPS" in mode:
             self.ips = IPS(backbone.embed_dim, int(backbone.mask_decoder.num_mask_tokens), ips_hidden)
+        if self.box_candidates and getattr(self.apm, "dense_box", None) is None:
+            raise ValueError(
+                "box_candidates needs the dense box head (an APM mode with prompt box or points+box and "
+                "box_head: dense); set box_candidates to {} otherwise"
+            )
 
     # ------------------------------------------------------------------------------ encoder
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -20,7 +20,7 @@ from monai_sam.networks import (
     merge_client_prompts,
     with_meta_of,
 )
-from monai_sam.prompts import PROMPT_TYPES, clean_mask, largest_components, mask_prompts
+from monai_sam.prompts import PROMPT_TYPES, clean_mask, distinct_components, mask_prompts
 from monai_sam.utils import check_choice
 
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
@@ -165,13 +165,8 @@ class SelfPromptNet(HeadOnFrozenSam):
         values = logits.detach().cpu().numpy()
         highest = float(torch.sigmoid(logits.detach().max()))
         cutoffs = list(self.thresholds) + [fraction * highest for fraction in self.relative_thresholds]
-        masks, seen = [], set()
-        for cutoff in (c for c in cutoffs if c > 0):  # a probability of exactly 0 leaves no relative cutoff
-            for component in largest_components(values > math.log(cutoff / (1 - cutoff)), self.components):
-                key = np.packbits(component).tobytes()
-                if key not in seen:
-                    seen.add(key)
-                    masks.append(component)
+        logits_cut = [math.log(c / (1 - c)) for c in cutoffs if c > 0]  # a peak of exactly 0 leaves no relative cut
+        masks = distinct_components(values, logits_cut, self.components)
         return masks or [self.coarse_to_prompt_masks(logits[None, None])[0].cpu().numpy()]
 
     def choose_prompt_masks(self, embedding: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, list[float]]:

@@ -70,6 +70,8 @@ def test_bad_candidate_options_are_named(tiny_backbone):
     with pytest.raises(ValueError, match="components >= 1"):
         check_box_candidates({"components": 0})
     assert check_box_candidates(None) == {}
+    with pytest.raises(ValueError, match="needs the dense box head"):
+        small_net(tiny_backbone, "APM_IPS_cross", apm={"box_head": "regress"}, box_candidates={"components": 1})
 
 
 def test_the_decoder_chooses_among_the_apm_box_and_the_candidates(tiny_backbone, monkeypatch):
