@@ -191,13 +191,19 @@ class HeadOnFrozenSam(nn.Module):
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):  # noqa: D102
         full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in [k for k in full if k[len(prefix) :].startswith("backbone.")]:
+        for key in [k for k in full if k.startswith(f"{prefix}backbone.")]:
             del full[key]
         return full
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
-        merged = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
-        merged.update({k: v for k, v in state_dict.items() if not k.startswith("backbone.")})
+        """Strict about the head's keys; the frozen weights of every (possibly shared) backbone are kept, also
+        those of heads nested in this one (e.g. the members of an ensemble)."""
+        frozen = {}
+        for name, module in self.named_modules(remove_duplicate=False):
+            if isinstance(module, HeadOnFrozenSam):
+                prefix = f"{name}.backbone." if name else "backbone."
+                frozen.update({prefix + k: v for k, v in module.backbone.state_dict().items()})
+        merged = {**frozen, **{k: v for k, v in state_dict.items() if k not in frozen}}
         return super().load_state_dict(merged, strict=strict, assign=assign)
 
 

@@ -231,8 +231,19 @@ class ProMISeNet(HeadOnFrozenSam):
     def forward(
         self, images: torch.Tensor, label: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor | None]:
+        embedding, features = self.encode(as_plain_tensor(images))
+        return self.forward_encoded(images, embedding, features, label)
+
+    def forward_encoded(
+        self,
+        images: torch.Tensor,
+        embedding: torch.Tensor,
+        features: list[torch.Tensor],
+        label: torch.Tensor | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor | None]:
+        """:meth:`forward` from the encoder's outputs of :meth:`encode` (``embedding (B, C, h, w)``, the APM's
+        levels): heads sharing one backbone (:class:`~monai_sam.promise.ensemble.ProMISeEnsemble`) encode once."""
         plain = as_plain_tensor(images)
-        embedding, features = self.encode(plain)
         client = client_prompts(images, letterboxes_of(images, self.backbone.input_size))
         if any(client) and not all(client):
             raise ValueError("send prompts for every image of the batch, or for none")

@@ -33,7 +33,8 @@ class PromptSupervisedLoss(nn.Module):
 
     ``pred`` is what :class:`ProMISeNet` returns in training: the logits, or with an APM the dict
     ``{"logits", "box", "objectness", "location_boxes", ...}``; MONAI's ``SupervisedTrainer`` hands it over
-    unchanged (``loss_function(pred, label)``).
+    unchanged (``loss_function(pred, label)``). A list of such outputs (:class:`ProMISeEnsemble`'s members in
+    training) gives the mean of their losses.
 
     Args:
         box_weight: weight of the box term; ``0`` gives the paper's mask-only loss.
@@ -81,7 +82,9 @@ class PromptSupervisedLoss(nn.Module):
             loss = loss + (location_boxes - goal).abs().sum(dim=1)[inside].mean() / 4
         return loss
 
-    def forward(self, pred: torch.Tensor | dict, label: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor | dict | list, label: torch.Tensor) -> torch.Tensor:
+        if isinstance(pred, (list, tuple)):  # an ensemble's members in training: each learns from its own loss
+            return torch.stack([self(member, label) for member in pred]).mean()
         prompts = pred if isinstance(pred, dict) else {"logits": pred}
         label = as_plain_tensor(label)
         loss = self.mask_loss(as_plain_tensor(prompts["logits"]), label)
