@@ -69,18 +69,45 @@ def pixel_samples(network: SelfPromptNet, images: torch.Tensor, labels: torch.Te
     return np.concatenate(features), np.concatenate(targets)
 
 
+def logistic_regression(c: float, class_weight: str | None, standardize: bool):
+    """scikit-learn's logistic regression (lbfgs), after a per-feature ``StandardScaler`` when ``standardize``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = LogisticRegression(C=float(c), max_iter=2000, class_weight=class_weight)
+    return make_pipeline(StandardScaler(), model) if standardize else model
+
+
+def linear_weights(model) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted :func:`logistic_regression` -> weights ``(1, F)`` and bias ``(1,)`` on the raw features (a scaler's
+    ``(x - mean) / scale`` folded in), so one 1x1 convolution reproduces its decision function."""
+    if not hasattr(model, "steps"):
+        return model.coef_, model.intercept_
+    scaler, regression = model[0], model[-1]
+    weight = regression.coef_ / scaler.scale_
+    return weight, regression.intercept_ - weight @ scaler.mean_
+
+
 def solve_pixel_classifier(
-    network: SelfPromptNet, x: np.ndarray, y: np.ndarray, c: float = 1.0, class_weight: str | None = None
+    network: SelfPromptNet,
+    x: np.ndarray,
+    y: np.ndarray,
+    c: float = 1.0,
+    class_weight: str | None = None,
+    standardize: bool | None = None,
 ) -> dict[str, float]:
     """Fit ``network.classifier`` on pixels ``x (N, F)``, ``y (N,)``; returns pixels, foreground fraction, accuracy.
+
+    ``standardize`` (default: the network's :attr:`~SelfPromptNet.standardize`) fits on standardised features and
+    folds the scaling into the classifier's weights.
 
     Raises:
         DataError: no foreground pixel (the masks are empty, or too small to cover half an embedding
             cell) -- a classifier fitted on background alone would predict nothing.
     """
-    from sklearn.linear_model import LogisticRegression
-
     y = y.astype(np.int64)
+    standardize = network.standardize if standardize is None else standardize
     if y.size == 0:
         raise DataError("no annotated pixel to fit on: the support images have no valid embedding cell")
     if not y.any():
@@ -95,11 +122,12 @@ def solve_pixel_classifier(
             classifier.bias.fill_(10.0)
         logger.warning("every support pixel is foreground: the classifier predicts foreground everywhere")
         return {"pixels": int(y.size), "foreground_fraction": 1.0, "train_accuracy": 1.0}
-    model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight)
+    model = logistic_regression(c, class_weight, standardize)
     model.fit(x.astype(np.float64), y)
+    weight, bias = linear_weights(model)
     with torch.no_grad():
-        classifier.weight.copy_(torch.as_tensor(model.coef_, dtype=torch.float32).reshape(classifier.weight.shape))
-        classifier.bias.copy_(torch.as_tensor(model.intercept_, dtype=torch.float32))
+        classifier.weight.copy_(torch.as_tensor(weight, dtype=torch.float32).reshape(classifier.weight.shape))
+        classifier.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
     return {
         "pixels": int(y.size),
         "foreground_fraction": float(y.mean()),
@@ -113,6 +141,7 @@ def choose_c(
     candidates: Sequence[float],
     max_folds: int = 10,
     class_weight: str | None = None,
+    standardize: bool = False,
 ) -> tuple[float, dict[float, float]]:
     """Pick the regularisation ``c`` from the support images alone: leave one group out.
 
@@ -121,11 +150,10 @@ def choose_c(
     the other groups' pixels predicts the held-out group's; the score is the Dice of that coarse mask on the
     embedding grid, averaged over held-out groups with foreground. More than ``max_folds`` groups (a large
     MONAI Label datastore) are dealt into ``max_folds`` folds, so the cost stays ``max_folds`` fits per
-    candidate; ``class_weight`` is the fit's own (see :func:`solve_pixel_classifier`). Returns the best
-    ``c`` (a tie goes to the candidate nearest 1 on a log scale, scikit-learn's default; so does a single
-    support image, which leaves nothing to hold out) and every candidate's score.
+    candidate; ``class_weight`` and ``standardize`` are the fit's own (see :func:`solve_pixel_classifier`).
+    Returns the best ``c`` (a tie goes to the candidate nearest 1 on a log scale, scikit-learn's default; so does
+    a single support image, which leaves nothing to hold out) and every candidate's score.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score  # F1 of the foreground class is its Dice
 
     nearest_default = min(candidates, key=lambda c: abs(np.log10(c)))
@@ -146,7 +174,7 @@ def choose_c(
             target = np.concatenate([s[1] for s in test]).astype(bool)
             if not target.any() or y.all() or not y.any():
                 continue  # nothing to find in the held-out fold, or a one-class fit
-            model = LogisticRegression(C=float(c), max_iter=2000, class_weight=class_weight)
+            model = logistic_regression(c, class_weight, standardize)
             model.fit(x.astype(np.float64), y)
             predicted = model.decision_function(np.concatenate([s[0] for s in test]).astype(np.float64)) > 0
             dices.append(f1_score(target, predicted, zero_division=0.0))
@@ -243,7 +271,9 @@ class PixelClassifierFitter(Trainer):
         y = np.concatenate([s[1] for s in self.samples])
         c = self.c
         if not isinstance(c, (int, float)):
-            c, scores = choose_c(self.samples, self.groups, c, class_weight=self.class_weight)
+            c, scores = choose_c(
+                self.samples, self.groups, c, class_weight=self.class_weight, standardize=self.network.standardize
+            )
             logger.info("c chosen on the support images (leave one video out, coarse Dice): %s -> %s", scores, c)
         summary = solve_pixel_classifier(self.network, x, y, float(c), self.class_weight)
         summary["c"] = float(c)

@@ -26,7 +26,7 @@ from monai_sam.utils import check_choice
 __all__ = ["SelfPromptNet", "PROMPTS", "FEATURES"]
 
 PROMPTS = (*PROMPT_TYPES, "coarse")
-FEATURES = ("embedding", "embedding+image", "embedding+context", "embedding+context+image")
+FEATURES = ("embedding", "embedding+image", "embedding+context", "embedding+context+image", "embedding+intermediate")
 CONTEXT_SIZES = (5, 11)
 
 
@@ -60,7 +60,9 @@ class SelfPromptNet(HeadOnFrozenSam):
         prompt: ``box`` (default), ``points`` (the coarse mask's deepest point), ``points+box`` or ``coarse``
             (the classifier's own mask).
         features: ``embedding`` (the paper), or with ``+context`` (local means of the embedding over
-            5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell): see :meth:`pixel_features`.
+            5x5 and 11x11 cells) and/or ``+image`` (mean intensity of each cell), or with ``+intermediate`` (the
+            encoder's intermediate levels, ``backbone.feature_layers``, on the embedding grid; their scales differ
+            by 10x, so the fit standardises every feature, see :attr:`standardize`): see :meth:`pixel_features`.
         refine: extra decoder passes with the previous mask as input (0 = the paper).
         box_margin: grow the box by this fraction of its size on each side (0 = the paper's tight box); a list
             makes one candidate per margin.
@@ -104,19 +106,52 @@ class SelfPromptNet(HeadOnFrozenSam):
         self.decode_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         self.score_memo = OutputMemo(decode_memo_size) if decode_memo_size > 0 else None
         channels = backbone.embed_dim * (1 + len(CONTEXT_SIZES) * ("context" in features)) + 3 * ("image" in features)
+        channels += sum(backbone.feature_channels()) if self.uses_levels else 0
         self.classifier = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
-    def pixel_features(self, images: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def uses_levels(self) -> bool:
+        """Whether the features include the encoder's intermediate levels."""
+        return "intermediate" in self.features
+
+    @property
+    def standardize(self) -> bool:
+        """Whether the fit standardises each feature (zero mean, unit variance on the support pixels, folded into
+        the 1x1 convolution afterwards). Only with intermediate levels, whose scales (per-channel std ~0.2-0.8 on
+        LiteMedSAM) dwarf the embedding's (~0.08), so one ``c`` would otherwise penalise the two unequally; the
+        other feature sets keep the fit they were measured with."""
+        return self.uses_levels
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(B, 3, S, S)`` -> the embedding ``(B, C, h, w)`` and, with ``+intermediate``, the intermediate levels
+        ``[(B, C_l, h_l, w_l)]`` (one encoder pass, one cache entry); otherwise an empty list."""
+        if not self.uses_levels:
+            return self.backbone.encode(images), []
+        embedding, levels = self.backbone.encode(images, return_features=True)
+        return embedding, levels
+
+    def pixel_features(
+        self, images: torch.Tensor, embedding: torch.Tensor | None = None, levels: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """``(B, 3, S, S)`` -> per-embedding-pixel features ``(B, F, h, w)``.
 
         ``embedding``: the frozen embedding (``C``); ``context``: plus its local means over 5x5 and
         11x11 cells (``2C``, what surrounds the pixel); ``image``: plus the mean input intensity of each
-        cell (3, colour).
+        cell (3, colour); ``intermediate``: plus the encoder's intermediate levels ``levels`` (float32,
+        resized bilinearly to the embedding grid where their size differs).
         """
-        embedding = self.backbone.encode(images) if embedding is None else embedding
+        if embedding is None or (self.uses_levels and levels is None):
+            embedding, levels = self.encode(images)
         parts = [embedding]
+        if self.uses_levels:
+            grid = embedding.shape[-2:]
+            for level in levels or []:
+                level = level.to(embedding)
+                if level.shape[-2:] != grid:
+                    level = F.interpolate(level, size=grid, mode="bilinear", align_corners=False)
+                parts.append(level)
         if "context" in self.features:
             for size in CONTEXT_SIZES:
                 parts.append(F.avg_pool2d(embedding, size, stride=1, padding=size // 2, count_include_pad=False))
@@ -125,11 +160,15 @@ class SelfPromptNet(HeadOnFrozenSam):
         return torch.cat(parts, dim=1) if len(parts) > 1 else embedding
 
     def coarse_logits(
-        self, images: torch.Tensor, embedding: torch.Tensor | None = None, frames: list | None = None
+        self,
+        images: torch.Tensor,
+        embedding: torch.Tensor | None = None,
+        frames: list | None = None,
+        levels: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Coarse logits ``(B, 1, S, S)`` in the input frame, very negative in the letterbox padding."""
         frames = frames or letterboxes_of(images, self.backbone.input_size)
-        logits = self.classifier(self.pixel_features(images, embedding))
+        logits = self.classifier(self.pixel_features(images, embedding, levels))
         logits = F.interpolate(logits, size=(self.backbone.input_size,) * 2, mode="bilinear", align_corners=False)
         valid = torch.stack([frame.valid_region() for frame in frames])
         return logits.masked_fill(~valid[:, None].to(logits.device), -1e4)
@@ -204,8 +243,8 @@ class SelfPromptNet(HeadOnFrozenSam):
 
     def _logits(self, images: torch.Tensor, frames: list, client: list[Prompts]) -> torch.Tensor:
         """Plain-tensor forward (MetaTensor bookkeeping would cost time on every op)."""
-        embedding = self.backbone.encode(images)
-        coarse = self.coarse_logits(images, embedding, frames)
+        embedding, levels = self.encode(images)
+        coarse = self.coarse_logits(images, embedding, frames, levels)
         if self.prompt == "coarse" and not any(client):
             return coarse
         prompt = "box" if self.prompt == "coarse" else self.prompt

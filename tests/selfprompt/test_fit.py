@@ -113,3 +113,29 @@ def test_the_fitter_chooses_c_from_candidates_and_reports_it(tiny_backbone, samp
     fit_pixel_classifier(chosen, Dataset(make_datalist(sample_polyp), load_and_preprocess(tiny_backbone)),
                          c=fitter.state.metrics["c"])  # fmt: skip
     assert torch.allclose(chosen.classifier.weight, network.classifier.weight)  # refitted on all with that c
+
+
+def test_intermediate_levels_are_standardised_and_folded_into_one_convolution(sample_polyp):
+    """``embedding+intermediate``: the classifier reads the embedding and the encoder's levels (one encoder pass per
+    image), the fit standardises each feature, and the 1x1 convolution reproduces scikit-learn's decision function."""
+    from monai_sam.backbones import build_backbone
+    from monai_sam.selfprompt.fit import logistic_regression, pixel_samples
+
+    backbone = build_backbone("tiny_sam")  # its own cache: count the encoder passes
+    network = SelfPromptNet(backbone, features="embedding+intermediate")
+    assert network.standardize and not SelfPromptNet(backbone).standardize
+    expected_channels = backbone.embed_dim + sum(backbone.feature_channels())
+    assert network.classifier.in_channels == expected_channels
+    data = Dataset(make_datalist(sample_polyp)[:4], load_and_preprocess(backbone))
+    fit_pixel_classifier(network, data, c=0.5)
+    assert backbone.cache.misses == 4  # the levels and the embedding come from one pass per image
+    images = torch.stack([data[i]["image"] for i in range(4)])
+    x, y = pixel_samples(network, images, [data[i]["label"] for i in range(4)])
+    assert x.shape[1] == expected_channels
+    reference = logistic_regression(0.5, None, standardize=True).fit(x.astype(np.float64), y.astype(np.int64))
+    with torch.no_grad():
+        ours = network.classifier.weight[0, :, 0, 0].double().numpy() @ x.T.astype(np.float64)
+        ours = ours + network.classifier.bias.double().item()
+    np.testing.assert_allclose(ours, reference.decision_function(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    logits = network(images[:1])
+    assert logits.shape == (1, 1, 64, 64) and torch.isfinite(logits).all()
