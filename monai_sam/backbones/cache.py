@@ -26,6 +26,10 @@ class EmbeddingCache:
     Args:
         cache_dir: folder for ``<key>.pt`` files; ``None`` keeps entries in memory only.
         max_items: memory entries kept (least recently used dropped first); disk is unbounded.
+        max_bytes: memory the entries may take in all (least recently used dropped first). Entries are large
+            (LiteMedSAM: 4 MiB the embedding, 10.4 MiB with ProMISe's intermediate levels in float16), so a count
+            alone lets one training run fill the machine; an entry dropped from memory is read back from
+            ``cache_dir`` (a few ms) or, without one, recomputed.
         feature_dtype: dtype the intermediate feature maps are stored in (e.g. ``torch.float16`` halves
             the ~13 MB per image of LiteMedSAM's three stages that ProMISe's APM reads); the image
             embedding, which feeds SAM's decoder, always stays float32. ``None`` keeps them as they come.
@@ -34,12 +38,18 @@ class EmbeddingCache:
     """
 
     def __init__(
-        self, cache_dir: str | Path | None = None, max_items: int = 4096, feature_dtype: torch.dtype | None = None
+        self,
+        cache_dir: str | Path | None = None,
+        max_items: int = 4096,
+        feature_dtype: torch.dtype | None = None,
+        max_bytes: int = 4 * 2**30,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.memory_bytes = 0
         self.feature_dtype = feature_dtype
         self._memory: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
         self.hits = 0
@@ -90,13 +100,21 @@ class EmbeddingCache:
         return entry
 
     def _remember(self, key: str, entry: tuple[torch.Tensor, ...]) -> None:
+        if key in self._memory:
+            self.memory_bytes -= _nbytes(self._memory[key])
         self._memory[key] = entry
         self._memory.move_to_end(key)
-        while len(self._memory) > self.max_items:
-            self._memory.popitem(last=False)
+        self.memory_bytes += _nbytes(entry)
+        while len(self._memory) > 1 and (len(self._memory) > self.max_items or self.memory_bytes > self.max_bytes):
+            _, dropped = self._memory.popitem(last=False)
+            self.memory_bytes -= _nbytes(dropped)
 
     def __len__(self) -> int:
         return len(self._memory)
+
+
+def _nbytes(entry: tuple[torch.Tensor, ...]) -> int:
+    return sum(t.numel() * t.element_size() for t in entry)
 
 
 class OutputMemo:

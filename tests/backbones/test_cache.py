@@ -81,3 +81,17 @@ def test_output_memo_serves_repeats_and_never_a_gradient_computation():
     memo(compute, torch.rand(3))
     memo(compute, torch.rand(3))
     assert len(memo) == 2  # least recently used dropped
+
+
+def test_memory_is_bounded_in_bytes_and_dropped_entries_come_back_from_disk(tmp_path):
+    entry = (torch.ones(256, 16, 16), torch.ones(64, 16, 16))  # 256 KiB + 64 KiB
+    size = sum(t.numel() * t.element_size() for t in entry)
+    cache = EmbeddingCache(tmp_path, max_bytes=2 * size + 1)
+    for key in ("a", "b", "c"):
+        cache.put(key, entry)
+    assert len(cache) == 2 and cache.memory_bytes == 2 * size  # "a", the least recently used, left memory
+    assert cache.get("a") is not None and cache.hits == 1  # ... but not the disk
+    assert len(cache) == 2 and cache.memory_bytes == 2 * size
+    memory_only = EmbeddingCache(None, max_bytes=size // 2)
+    memory_only.put("big", entry)
+    assert len(memory_only) == 1  # one entry larger than the bound is still kept
