@@ -90,24 +90,18 @@ def linear_weights(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve_pixel_classifier(
-    network: SelfPromptNet,
-    x: np.ndarray,
-    y: np.ndarray,
-    c: float = 1.0,
-    class_weight: str | None = None,
-    standardize: bool | None = None,
+    network: SelfPromptNet, x: np.ndarray, y: np.ndarray, c: float = 1.0, class_weight: str | None = None
 ) -> dict[str, float]:
     """Fit ``network.classifier`` on pixels ``x (N, F)``, ``y (N,)``; returns pixels, foreground fraction, accuracy.
 
-    ``standardize`` (default: the network's :attr:`~SelfPromptNet.standardize`) fits on standardised features and
-    folds the scaling into the classifier's weights.
+    Where the network asks for it (:attr:`~SelfPromptNet.standardize`), the fit runs on standardised features and
+    the scaling is folded into the classifier's weights.
 
     Raises:
         DataError: no foreground pixel (the masks are empty, or too small to cover half an embedding
             cell) -- a classifier fitted on background alone would predict nothing.
     """
     y = y.astype(np.int64)
-    standardize = network.standardize if standardize is None else standardize
     if y.size == 0:
         raise DataError("no annotated pixel to fit on: the support images have no valid embedding cell")
     if not y.any():
@@ -122,7 +116,7 @@ def solve_pixel_classifier(
             classifier.bias.fill_(10.0)
         logger.warning("every support pixel is foreground: the classifier predicts foreground everywhere")
         return {"pixels": int(y.size), "foreground_fraction": 1.0, "train_accuracy": 1.0}
-    model = logistic_regression(c, class_weight, standardize)
+    model = logistic_regression(c, class_weight, network.standardize)
     model.fit(x.astype(np.float64), y)
     weight, bias = linear_weights(model)
     with torch.no_grad():

@@ -129,8 +129,7 @@ class SelfPromptNet(HeadOnFrozenSam):
         ``[(B, C_l, h_l, w_l)]`` (one encoder pass, one cache entry); otherwise an empty list."""
         if not self.uses_levels:
             return self.backbone.encode(images), []
-        embedding, levels = self.backbone.encode(images, return_features=True)
-        return embedding, levels
+        return self.backbone.encode(images, return_features=True)
 
     def pixel_features(
         self, images: torch.Tensor, embedding: torch.Tensor | None = None, levels: Sequence[torch.Tensor] | None = None
