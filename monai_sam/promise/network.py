@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from monai_sam.backbones import FrozenSam
 from monai_sam.networks import (
@@ -85,6 +86,11 @@ class ProMISeNet(HeadOnFrozenSam):
             ``relative_thresholds``, ``components``, ``margins``); every box is decoded once and the one the
             frozen decoder's IoU head scores highest prompts the final pass (and the refinement after it).
             ``None`` or ``{}``: the APM's box alone (the paper). Not in the paper; never applied in training.
+        apm_feature_dropout: in training, drop each channel of the APM's input levels with this probability
+            (``torch.nn.functional.dropout2d``; the kept channels are scaled by ``1 / (1 - p)``). An embedding-space
+            augmentation: it works on the cached encoder outputs, so it costs no encoder pass, and it reaches only
+            the APM: the frozen decoder and the IPS still read the clean embedding. ``0``: off (the paper). Not in
+            the paper; never applied at evaluation.
 
     ``forward(images (B, 3, S, S), label (B, 1, S, S) | None)`` -> logits ``(B, 1, S, S)`` in the input
     frame, carrying the input's MONAI meta.
@@ -106,8 +112,12 @@ class ProMISeNet(HeadOnFrozenSam):
         refine_mask_input: bool = False,
         refine_min_agreement: float = 0.0,
         box_candidates: dict | None = None,
+        apm_feature_dropout: float = 0.0,
     ) -> None:
         super().__init__(backbone)
+        if not 0.0 <= float(apm_feature_dropout) < 1.0:
+            raise ValueError(f"apm_feature_dropout must lie in [0, 1); got {apm_feature_dropout}")
+        self.apm_feature_dropout = float(apm_feature_dropout)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.mode = mode
@@ -166,6 +176,8 @@ class ProMISeNet(HeadOnFrozenSam):
         size = self.backbone.input_size
         batch = images.shape[0]
         if self.apm is not None:
+            if self.training and self.apm_feature_dropout > 0:
+                features = [F.dropout2d(level, self.apm_feature_dropout) for level in features]
             out = self.apm(features)
             points = None
             if out["points"] is not None:

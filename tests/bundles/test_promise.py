@@ -154,3 +154,10 @@ def test_box_candidates_reach_the_network_from_both_configs(sample_polyp):
         assert default.get_parsed_content("network_def").box_candidates == {}
         parser = bundle_parser("promise", *configs, dataset_dir=sample_polyp, apm=TINY_APM, box_candidates=chosen)
         assert parser.get_parsed_content("network_def").box_candidates == chosen, configs
+
+
+def test_apm_feature_dropout_reaches_the_network_from_the_training_config(sample_polyp):
+    default = bundle_parser("promise", "train.json", dataset_dir=sample_polyp, apm=TINY_APM)
+    assert default.get_parsed_content("network_def").apm_feature_dropout == 0.0
+    parser = bundle_parser("promise", "train.json", dataset_dir=sample_polyp, apm=TINY_APM, apm_feature_dropout=0.2)
+    assert parser.get_parsed_content("network_def").apm_feature_dropout == 0.2
