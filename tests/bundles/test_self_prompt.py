@@ -107,3 +107,15 @@ def test_a_dicom_series_and_a_volume_come_back_on_their_own_grid(tcia, sample_ct
         mask = nib.load(written)
         assert mask.shape == tuple(reference.shape) and np.allclose(mask.affine, reference.affine)
         assert not np.asarray(mask.dataobj)[..., [0, 1, 6, 7]].any()  # outside the slab: skipped, empty
+
+
+def test_both_configs_cache_intermediate_levels_in_half_precision(tmp_path, sample_polyp):
+    for config in ("train.json", "inference.json"):
+        cache_dir = tmp_path / config
+        parser = bundle_parser("self_prompt", config, dataset_dir=sample_polyp, cache_dir=str(cache_dir),
+                               features="embedding+intermediate")  # fmt: skip
+        net = parser.get_parsed_content("network_def").eval()
+        with torch.no_grad():
+            net.encode(torch.rand(1, 3, 64, 64))
+        entry = torch.load(next(cache_dir.glob("*.pt")), weights_only=True)
+        assert len(entry) > 1 and all(level.dtype == torch.float16 for level in entry[1:]), config
