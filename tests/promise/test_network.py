@@ -122,10 +122,12 @@ def test_refinement_redecodes_with_the_first_mask_box_only_at_evaluation(tiny_ba
     assert len(calls) == n_plain
 
 
-def test_apm_feature_dropout_drops_channels_of_the_apm_input_only_and_only_in_training(tiny_backbone):
+@pytest.mark.parametrize("apm_input", ["embedding", "intermediate"])  # embedding: the APM's level *is* the embedding
+def test_apm_feature_dropout_drops_channels_of_the_apm_input_only_and_only_in_training(tiny_backbone, apm_input):
     images, _ = batch()
-    net = small_net(tiny_backbone, "APM_IPS_cross", "box", apm_input="intermediate", apm_feature_dropout=0.5).train()
+    net = small_net(tiny_backbone, "APM_IPS_cross", "box", apm_input=apm_input, apm_feature_dropout=0.5).train()
     embedding, features = net.encode(images)
+    clean, clean_levels = embedding.clone(), [level.clone() for level in features]  # an in-place drop would show
     seen: dict[str, list] = {"apm": [], "ips": [], "decoder": []}
     hooks = [
         net.apm.register_forward_pre_hook(lambda _m, args: seen["apm"].append(args[0])),
@@ -138,13 +140,13 @@ def test_apm_feature_dropout_drops_channels_of_the_apm_input_only_and_only_in_tr
     for hook in hooks:
         hook.remove()
     del net.decode
-    for level, dropped in zip(features, seen["apm"][0], strict=True):
+    for level, dropped in zip(clean_levels, seen["apm"][0], strict=True):
         zero = dropped.abs().flatten(2).amax(dim=-1) == 0  # (B, C): whole channels dropped
         assert 0 < zero.float().mean() < 1
         assert torch.allclose(dropped[~zero], 2 * level[~zero])  # the kept ones scaled by 1 / (1 - p)
-    assert torch.equal(seen["ips"][0], embedding) and torch.equal(seen["decoder"][0], embedding)
+    assert torch.equal(seen["ips"][0], clean) and torch.equal(seen["decoder"][0], clean)
 
-    plain = small_net(tiny_backbone, "APM_IPS_cross", "box", apm_input="intermediate").eval()
+    plain = small_net(tiny_backbone, "APM_IPS_cross", "box", apm_input=apm_input).eval()
     plain.load_state_dict(net.state_dict())
     with torch.no_grad():
         assert torch.equal(net.eval()(images), plain(images))  # evaluation: no effect
